@@ -1,0 +1,18 @@
+//! imgorigin: an image origin server. See `docs/architecture.md` for the module map; the
+//! request path runs server → delivery → auth, params, cache, storage, workers, pipeline,
+//! headers.
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod headers;
+pub mod params;
+pub mod pipeline;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+pub mod workers;
+
+pub use server::{App, AppState, StartError, build_app, build_app_with_storage};

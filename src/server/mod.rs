@@ -1,0 +1,349 @@
+//! Listener, router, per-request log and metrics, graceful shutdown, and the single
+//! `Error -> Response` function.
+
+mod problem;
+
+pub use problem::error_response;
+
+use crate::cache::Caches;
+use crate::config::{Config, StorageConfig};
+use crate::delivery::{self, CacheOutcome};
+use crate::error::{Error, ErrorKind};
+use crate::params::ParseSettings;
+use crate::pipeline::Watermark;
+use crate::storage::Storage;
+use crate::storage::fs::FsStorage;
+use crate::telemetry::{Metrics, RequestLabels, Route, RouteLabels, Tier, TierLabels};
+use crate::workers::Workers;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::routing::get;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// Everything built once at start-up and shared by all requests.
+pub struct AppState {
+    pub config: Config,
+    pub storage: Arc<dyn Storage>,
+    pub caches: Caches,
+    pub workers: Workers,
+    pub metrics: Metrics,
+    pub parse: ParseSettings,
+    pub watermarks: HashMap<String, Arc<Watermark>>,
+}
+
+/// A built server, not yet listening.
+pub struct App {
+    pub state: Arc<AppState>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// Builds the app from a validated config: storage, caches, workers, watermarks.
+pub async fn build_app(config: Config) -> Result<App, StartError> {
+    let storage: Arc<dyn Storage> = match &config.storage {
+        StorageConfig::Fs { root } => {
+            Arc::new(FsStorage::new(root).map_err(|e| StartError(format!("storage.fs.root: {e}")))?)
+        }
+    };
+    build_app_with_storage(config, storage).await
+}
+
+/// Like `build_app` with a given storage (tests inject failing or counting stores).
+pub async fn build_app_with_storage(
+    config: Config,
+    storage: Arc<dyn Storage>,
+) -> Result<App, StartError> {
+    let mut watermarks = HashMap::new();
+    for (name, w) in &config.watermarks {
+        let bytes = std::fs::read(&w.file).map_err(|e| {
+            StartError(format!(
+                "watermarks.{name}.file: cannot read {}: {e}",
+                w.file.display()
+            ))
+        })?;
+        let wm = Watermark::from_bytes(&bytes, w.position, w.opacity, w.scale)
+            .map_err(|e| StartError(format!("watermarks.{name}.file: {e}")))?;
+        watermarks.insert(name.clone(), Arc::new(wm));
+    }
+    let parse = ParseSettings::new(
+        &config.limits,
+        &config.format,
+        config.watermarks.keys().cloned().collect(),
+    );
+    let state = AppState {
+        caches: Caches::new(config.cache.variant_bytes, config.cache.source_bytes),
+        workers: Workers::new(
+            config.limits.transform_concurrency,
+            config.limits.transform_queue,
+        ),
+        metrics: Metrics::new(),
+        parse,
+        watermarks,
+        storage,
+        config,
+    };
+    Ok(App {
+        state: Arc::new(state),
+    })
+}
+
+impl App {
+    /// The public router (delivery, health, API).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/api", axum::routing::any(api_placeholder))
+            .route("/api/{*rest}", axum::routing::any(api_placeholder))
+            .fallback(delivery_route)
+            .layer(middleware::from_fn_with_state(self.state.clone(), observe))
+            .with_state(self.state.clone())
+    }
+
+    /// The metrics router (`/metrics`), served on its own listener.
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics_route))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish for up to `server.shutdown_grace_s`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.state.config.server.shutdown_grace;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        if let Some(ml) = metrics_listener {
+            let mr = self.metrics_router();
+            let rx2 = rx.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(ml, mr).with_graceful_shutdown(wait(rx2)).await;
+            });
+        }
+        let router = self.router();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait(rx.clone()));
+        let deadline = async move {
+            wait(rx).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = server => r,
+            _ = deadline => {
+                tracing::warn!("shutdown grace period over; dropping remaining connections");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response<Body> {
+    match state.storage.check().await {
+        Ok(()) => Response::new(Body::from("ready\n")),
+        Err(e) => error_response(
+            &Error::new(ErrorKind::ServiceUnavailable, "storage is not reachable").with_cause(e),
+            &state.config.cache_control.not_found,
+        ),
+    }
+}
+
+async fn api_placeholder(State(state): State<Arc<AppState>>) -> Response<Body> {
+    error_response(
+        &Error::new(ErrorKind::NotFound, "no such API route"),
+        &state.config.cache_control.not_found,
+    )
+}
+
+async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
+    let m = &state.metrics;
+    m.queue_depth.set(state.workers.queue_depth() as i64);
+    m.cache_bytes
+        .get_or_create(&TierLabels {
+            tier: Tier::Variant,
+        })
+        .set(state.caches.variants.weighted_size() as i64);
+    m.cache_bytes
+        .get_or_create(&TierLabels {
+            tier: Tier::Original,
+        })
+        .set(state.caches.originals.weighted_size() as i64);
+    let mut r = Response::new(Body::from(m.encode()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+async fn delivery_route(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+    let timeout = state.config.server.request_timeout;
+    let (parts, _body) = req.into_parts();
+    let work = delivery::handle(&state, &parts.method, &parts.uri, &parts.headers);
+    let result = match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(ErrorKind::GatewayTimeout, "request timed out")),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = error_response(&e, &state.config.cache_control.not_found);
+            if e.kind == ErrorKind::MethodNotAllowed {
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            r
+        }
+    }
+}
+
+/// Request id from the client or CDN when it looks sane, else a new one.
+fn request_id(req: &Request) -> String {
+    for name in ["x-request-id", "x-amz-cf-id"] {
+        if let Some(v) = req.headers().get(name).and_then(|v| v.to_str().ok())
+            && !v.is_empty()
+            && v.len() <= 128
+            && v.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return v.to_string();
+        }
+    }
+    crate::telemetry::new_request_id()
+}
+
+fn route_of(path: &str) -> Route {
+    match path {
+        "/healthz" => Route::Health,
+        "/readyz" => Route::Ready,
+        p if p == "/api" || p.starts_with("/api/") => Route::Api,
+        _ => Route::Image,
+    }
+}
+
+/// One log line and the request metrics per request. The path is logged without its
+/// query: signed URLs carry signatures there.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(256).collect();
+    let mut route = route_of(&path);
+    let mut resp = next.run(req).await;
+    let outcome = resp.extensions().get::<CacheOutcome>().copied();
+    if outcome == Some(CacheOutcome::Original) {
+        route = Route::Original;
+    }
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels { route, status })
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels { route })
+        .observe(elapsed.as_secs_f64());
+    let cause = resp
+        .extensions()
+        .get::<problem::ErrorCause>()
+        .map(|c| c.0.as_str());
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status,
+        bytes,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        cache = outcome.map(|o| o.as_str()).unwrap_or("-"),
+        error = cause.unwrap_or(""),
+        "request"
+    );
+    resp
+}
+
+/// Binds both listeners from the config and serves until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let listen = config.server.listen;
+    let metrics_listen = config.server.metrics_listen;
+    let app = build_app(config).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| StartError(format!("server.listen: cannot bind {listen}: {e}")))?;
+    let metrics_listener = TcpListener::bind(metrics_listen).await.map_err(|e| {
+        StartError(format!(
+            "server.metrics_listen: cannot bind {metrics_listen}: {e}"
+        ))
+    })?;
+    tracing::info!(%listen, %metrics_listen, "imgorigin listening");
+    app.serve(listener, Some(metrics_listener), shutdown_signal())
+        .await
+        .map_err(|e| StartError(format!("server error: {e}")))?;
+    tracing::info!("imgorigin stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[allow(dead_code)]
+fn status_of(e: &Error) -> StatusCode {
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}

@@ -1,0 +1,71 @@
+//! Where originals live. `Storage` is the one interface delivery and the API use; `fs` is the
+//! embedded backend, S3 slots in beside it. Keys reaching here were validated by `key`.
+
+pub mod fs;
+pub mod key;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::time::SystemTime;
+
+/// What storage knows about an object without reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// Opaque, unquoted; changes whenever the content may have changed.
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub meta: ObjectMeta,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("not found")]
+    NotFound,
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    #[error("object of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Size, ETag and modification time, without the body.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError>;
+
+    /// The whole object. Fails with `TooLarge` when the stored size exceeds `max_bytes`
+    /// (checked before reading) or the body grows past it while streaming.
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Object, StorageError>;
+
+    /// Like `get`, but returns `None` when the object's ETag still equals `etag`
+    /// (a conditional GET: an unchanged object costs no transfer).
+    async fn get_if_changed(
+        &self,
+        key: &str,
+        etag: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Object>, StorageError>;
+
+    /// Stores `body` at `key`, replacing any object there, atomically for readers.
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectMeta, StorageError>;
+
+    /// Removes `key`; deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Readiness: can we reach the store at all?
+    async fn check(&self) -> Result<(), StorageError>;
+}
