@@ -1,0 +1,7 @@
+//! Integration tests: real HTTP against a server on 127.0.0.1:0.
+
+mod delivery;
+mod http;
+mod limits;
+mod regression;
+mod support;

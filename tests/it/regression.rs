@@ -1,0 +1,1 @@
+//! One test per bug found after release. Empty so far.
