@@ -23,11 +23,20 @@ fn resolved_with(q: &str, s: &ParseSettings) -> Transform {
 #[test]
 fn no_transform_params_means_original() {
     let s = settings();
-    for q in [None, Some(""), Some("v=3"), Some("Expires=1&Signature=x&Key-Pair-Id=K"), Some("share=abc")] {
+    for q in [
+        None,
+        Some(""),
+        Some("v=3"),
+        Some("Expires=1&Signature=x&Key-Pair-Id=K"),
+        Some("share=abc"),
+    ] {
         assert!(parse(q, &s).unwrap().transform.is_none(), "{q:?}");
     }
     assert!(parse(Some("Expires=1"), &s).unwrap().has_signature);
-    assert_eq!(parse(Some("share=abc&w=1"), &s).unwrap().share.as_deref(), Some("abc"));
+    assert_eq!(
+        parse(Some("share=abc&w=1"), &s).unwrap().share.as_deref(),
+        Some("abc")
+    );
 }
 
 #[test]
@@ -43,25 +52,53 @@ fn dpr_folds_into_sizes() {
 #[test]
 fn defaults_are_canonicalised() {
     let base = canonical(&resolved("w=10"));
-    for q in ["w=10&fit=inside", "w=10&fit=cover", "w=10&g=n", "w=10&q=80", "w=10&fm=jpeg", "w=10&enlarge=0", "w=10&bg=ffffff", "w=10&bg=ffffffff", "w=10&rot=0"] {
+    for q in [
+        "w=10&fit=inside",
+        "w=10&fit=cover",
+        "w=10&g=n",
+        "w=10&q=80",
+        "w=10&fm=jpeg",
+        "w=10&enlarge=0",
+        "w=10&bg=ffffff",
+        "w=10&bg=ffffffff",
+        "w=10&rot=0",
+    ] {
         assert_eq!(canonical(&resolved(q)), base, "{q}");
     }
     // Gravity matters only for cover / contain.
-    assert_ne!(canonical(&resolved("w=10&h=10&fit=cover&g=n")), canonical(&resolved("w=10&h=10&fit=cover")));
-    assert_eq!(canonical(&resolved("w=10&h=10&fit=fill&g=n")), canonical(&resolved("w=10&h=10&fit=fill")));
+    assert_ne!(
+        canonical(&resolved("w=10&h=10&fit=cover&g=n")),
+        canonical(&resolved("w=10&h=10&fit=cover"))
+    );
+    assert_eq!(
+        canonical(&resolved("w=10&h=10&fit=fill&g=n")),
+        canonical(&resolved("w=10&h=10&fit=fill"))
+    );
     // Entropy has no meaning for padding.
-    assert_eq!(canonical(&resolved("w=10&h=10&fit=contain&g=entropy")), canonical(&resolved("w=10&h=10&fit=contain")));
+    assert_eq!(
+        canonical(&resolved("w=10&h=10&fit=contain&g=entropy")),
+        canonical(&resolved("w=10&h=10&fit=contain"))
+    );
     // Float spellings.
-    assert_eq!(canonical(&resolved("blur=1")), canonical(&resolved("blur=1.000")));
+    assert_eq!(
+        canonical(&resolved("blur=1")),
+        canonical(&resolved("blur=1.000"))
+    );
     // PNG ignores q.
-    assert_eq!(canonical(&resolved("fm=png&q=5")), canonical(&resolved("fm=png")));
+    assert_eq!(
+        canonical(&resolved("fm=png&q=5")),
+        canonical(&resolved("fm=png"))
+    );
 }
 
 #[test]
 fn variant_id_depends_on_key_etag_and_transform() {
     let t = resolved("w=10");
     let a = variant_id("public/a.jpg", "e1", &t);
-    assert_eq!(a, variant_id("public/a.jpg", "e1", &resolved("w=10&fit=inside")));
+    assert_eq!(
+        a,
+        variant_id("public/a.jpg", "e1", &resolved("w=10&fit=inside"))
+    );
     assert_ne!(a, variant_id("public/b.jpg", "e1", &t));
     assert_ne!(a, variant_id("public/a.jpg", "e2", &t));
     assert_ne!(a, variant_id("public/a.jpg", "e1", &resolved("w=11")));
@@ -83,25 +120,48 @@ fn allowed_widths_snap_up_and_scale_height() {
 fn format_resolution() {
     let s = settings();
     let p = parse(Some("w=1&fm=auto"), &s).unwrap().transform.unwrap();
-    let jpeg = SourceTraits { format: SourceFormat::Jpeg, has_alpha: false };
-    let png = SourceTraits { format: SourceFormat::Png, has_alpha: true };
+    let jpeg = SourceTraits {
+        format: SourceFormat::Jpeg,
+        has_alpha: false,
+    };
+    let png = SourceTraits {
+        format: SourceFormat::Png,
+        has_alpha: true,
+    };
     let f = |src, accept| {
         let (t, vary) = resolve(&p, src, accept, &s);
         (t.format, vary)
     };
-    assert_eq!(f(jpeg, Some("image/avif,image/webp")), (OutputFormat::Avif, true));
+    assert_eq!(
+        f(jpeg, Some("image/avif,image/webp")),
+        (OutputFormat::Avif, true)
+    );
     assert_eq!(f(jpeg, Some("image/webp")), (OutputFormat::Webp, true));
-    assert_eq!(f(jpeg, Some("IMAGE/WEBP;q=0.8")), (OutputFormat::Webp, true));
+    assert_eq!(
+        f(jpeg, Some("IMAGE/WEBP;q=0.8")),
+        (OutputFormat::Webp, true)
+    );
     assert_eq!(f(jpeg, Some("image/webp;q=0")), (OutputFormat::Jpeg, true));
     assert_eq!(f(jpeg, None), (OutputFormat::Jpeg, true));
     assert_eq!(f(png, Some("*/*")), (OutputFormat::Png, true));
     let mut no_avif = s.clone();
     no_avif.avif_enabled = false;
-    assert_eq!(resolve(&p, jpeg, Some("image/avif,image/webp"), &no_avif).0.format, OutputFormat::Webp);
+    assert_eq!(
+        resolve(&p, jpeg, Some("image/avif,image/webp"), &no_avif)
+            .0
+            .format,
+        OutputFormat::Webp
+    );
     // Source keeps the format; GIF becomes PNG.
     let p = parse(Some("w=1"), &s).unwrap().transform.unwrap();
-    let gif = SourceTraits { format: SourceFormat::Gif, has_alpha: true };
-    assert_eq!(resolve(&p, gif, None, &s), (resolved_with("w=1&fm=png", &s), false));
+    let gif = SourceTraits {
+        format: SourceFormat::Gif,
+        has_alpha: true,
+    };
+    assert_eq!(
+        resolve(&p, gif, None, &s),
+        (resolved_with("w=1&fm=png", &s), false)
+    );
     // Quality defaults per format.
     let webp = resolved("w=1&fm=webp");
     assert_eq!(webp.quality, 80);
@@ -113,7 +173,15 @@ fn format_resolution() {
 fn query_values_are_percent_decoded() {
     let s = settings();
     let t = resolved("crop=1%2C2%2C3%2C4");
-    assert_eq!(t.crop, Some(CropRect { x: 1, y: 2, width: 3, height: 4 }));
+    assert_eq!(
+        t.crop,
+        Some(CropRect {
+            x: 1,
+            y: 2,
+            width: 3,
+            height: 4
+        })
+    );
     assert!(parse(Some("w=%FF"), &s).is_err());
     let e = parse(Some("W=10"), &s).unwrap_err();
     assert!(e.detail.contains("`W`"), "{}", e.detail);
