@@ -1,0 +1,156 @@
+//! Pipeline benchmarks: decode (JPEG at full and DCT-scaled sizes, PNG, WebP), resize,
+//! encode per output format, and a whole `render`.
+//!
+//! Inputs come from `../shared/corpus` (relative to the crate root) when it exists; without
+//! it, generated images are used so the repository stands alone.
+//!
+//! Quick subset: `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3 'encode|render'`
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use imgorigin::params::{OutputFormat, Transform};
+use imgorigin::pipeline::bench::{self, Pixels};
+use imgorigin::pipeline::{RenderOptions, render};
+
+/// The AVIF speed we would default to for on-the-fly encoding.
+const AVIF_SPEED: u8 = 8;
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+/// A corpus file, or `fallback` (encoded in the same format) when it is missing.
+fn input(name: &str, fallback: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    match std::fs::read(corpus_dir().join(name)) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            println!("note: {name} not found in ../shared/corpus; using a generated image");
+            fallback()
+        }
+    }
+}
+
+fn pattern(w: u32, h: u32, alpha: bool) -> image::DynamicImage {
+    let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+        let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 7;
+        image::Rgb([(x / 8) as u8, (y / 8) as u8, v as u8])
+    });
+    let img = image::DynamicImage::ImageRgb8(rgb);
+    if alpha {
+        let mut rgba = img.to_rgba8();
+        for (x, _, p) in rgba.enumerate_pixels_mut() {
+            p.0[3] = (x % 256) as u8;
+        }
+        image::DynamicImage::ImageRgba8(rgba)
+    } else {
+        img
+    }
+}
+
+fn encoded(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    if img.write_to(&mut out, format).is_err() {
+        // JPEG cannot hold alpha: drop it.
+        let rgb = image::DynamicImage::ImageRgb8(img.to_rgb8());
+        out = std::io::Cursor::new(Vec::new());
+        rgb.write_to(&mut out, format)
+            .expect("encode fallback input");
+    }
+    out.into_inner()
+}
+
+fn camera_jpeg() -> Vec<u8> {
+    input("camera-12mp-olympus-ep3.jpg", || {
+        encoded(&pattern(4032, 3024, false), image::ImageFormat::Jpeg)
+    })
+}
+
+fn decode_benches(c: &mut Criterion) {
+    let jpeg = camera_jpeg();
+    let png = input("alpha-2048.png", || {
+        encoded(&pattern(2048, 1536, true), image::ImageFormat::Png)
+    });
+    let webp = input("input-1024.webp", || {
+        encoded(&pattern(1024, 772, false), image::ImageFormat::WebP)
+    });
+    let mut g = c.benchmark_group("decode");
+    g.sample_size(10);
+    for shrink in [1u32, 2, 4, 8] {
+        g.bench_function(format!("jpeg-12mp-1/{shrink}"), |b| {
+            b.iter(|| bench::decode(black_box(&jpeg), shrink).expect("decode"))
+        });
+    }
+    g.bench_function("png-2048-rgba", |b| {
+        b.iter(|| bench::decode(black_box(&png), 1).expect("decode"))
+    });
+    g.bench_function("webp-1024", |b| {
+        b.iter(|| bench::decode(black_box(&webp), 1).expect("decode"))
+    });
+    g.finish();
+}
+
+fn resize_benches(c: &mut Criterion) {
+    let jpeg = camera_jpeg();
+    let full = bench::decode(&jpeg, 1).expect("decode");
+    let quarter = bench::decode(&jpeg, 4).expect("decode");
+    let mut g = c.benchmark_group("resize");
+    g.sample_size(10);
+    g.bench_function(
+        format!("lanczos3-{}x{}-to-400", full.width(), full.height()),
+        |b| b.iter(|| bench::resize(black_box(&full), 400).expect("resize")),
+    );
+    g.bench_function(
+        format!("lanczos3-{}x{}-to-400", quarter.width(), quarter.height()),
+        |b| b.iter(|| bench::resize(black_box(&quarter), 400).expect("resize")),
+    );
+    g.finish();
+}
+
+fn encode_benches(c: &mut Criterion) {
+    // A real photo scaled to 400×300 when available: encoders behave differently on
+    // photos than on synthetic patterns.
+    let jpeg = camera_jpeg();
+    let img: Pixels = bench::decode(&jpeg, 8)
+        .and_then(|p| bench::resize(&p, 400))
+        .unwrap_or_else(|_| bench::synthetic(400, 300));
+    let mut g = c.benchmark_group("encode");
+    g.sample_size(10);
+    for (name, format, q) in [
+        ("jpeg-q80", OutputFormat::Jpeg, 80),
+        ("png", OutputFormat::Png, 0),
+        ("webp-q80", OutputFormat::Webp, 80),
+        ("avif-q60", OutputFormat::Avif, 60),
+    ] {
+        g.bench_function(format!("{name}-{}x{}", img.width(), img.height()), |b| {
+            b.iter(|| bench::encode(black_box(&img), format, q, AVIF_SPEED).expect("encode"))
+        });
+    }
+    g.finish();
+}
+
+fn render_benches(c: &mut Criterion) {
+    let jpeg = camera_jpeg();
+    let mut t = Transform::for_format(OutputFormat::Webp, 80);
+    t.width = Some(400);
+    let opts = RenderOptions {
+        max_source_pixels: 100_000_000,
+        avif_speed: AVIF_SPEED,
+        watermark: None,
+    };
+    let mut g = c.benchmark_group("render");
+    g.sample_size(10);
+    g.bench_function("jpeg-12mp-to-webp-w400", |b| {
+        b.iter(|| render(black_box(&jpeg), &t, &opts).expect("render"))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1));
+    targets = decode_benches, resize_benches, encode_benches, render_benches
+}
+criterion_main!(benches);

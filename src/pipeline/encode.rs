@@ -1,0 +1,138 @@
+//! Encoders: 8-bit sRGB pixels in, file bytes out, no metadata written.
+//!
+//! JPEG uses libjpeg-turbo (baseline, 4:2:0), markedly faster than `image`'s encoder; PNG
+//! uses `image` with fast compression and adaptive filtering (the usual speed/size balance
+//! for on-the-fly output); WebP uses libwebp (lossy, method 4); AVIF uses ravif/rav1e.
+
+use image::{DynamicImage, ImageEncoder};
+
+use super::PipelineError;
+use super::effects::{flatten, is_opaque};
+use crate::params::OutputFormat;
+
+/// Largest side libwebp can encode.
+const WEBP_MAX: u32 = 16383;
+/// Largest side a JPEG header can declare.
+const JPEG_MAX: u32 = 65535;
+
+pub(crate) fn encode(
+    img: DynamicImage,
+    format: OutputFormat,
+    quality: u8,
+    avif_speed: u8,
+) -> Result<Vec<u8>, PipelineError> {
+    // Drop an all-opaque alpha channel: smaller PNG/WebP and fewer bytes to push around.
+    let img = if img.color().has_alpha() && is_opaque(&img) {
+        flatten(img, [0, 0, 0, 255])
+    } else {
+        img
+    };
+    let (w, h) = (img.width(), img.height());
+    let (bytes, alpha) = match &img {
+        DynamicImage::ImageRgb8(b) => (b.as_raw().as_slice(), false),
+        DynamicImage::ImageRgba8(b) => (b.as_raw().as_slice(), true),
+        _ => return Err(PipelineError::Encode("unexpected pixel layout".into())),
+    };
+    let quality = quality.clamp(1, 100);
+    match format {
+        OutputFormat::Jpeg => jpeg(bytes, w, h, alpha, quality),
+        OutputFormat::Png => png(bytes, w, h, alpha),
+        OutputFormat::Webp => webp(bytes, w, h, alpha, quality),
+        OutputFormat::Avif => avif(bytes, w, h, alpha, quality, avif_speed),
+    }
+}
+
+fn err(format: &str) -> PipelineError {
+    PipelineError::Encode(format!("failed to encode {format}"))
+}
+
+fn jpeg(bytes: &[u8], w: u32, h: u32, alpha: bool, q: u8) -> Result<Vec<u8>, PipelineError> {
+    if w > JPEG_MAX || h > JPEG_MAX {
+        return Err(PipelineError::InvalidParam {
+            param: "fm",
+            detail: format!("JPEG output is limited to {JPEG_MAX} pixels per side"),
+        });
+    }
+    let format = if alpha {
+        // Callers flatten before JPEG; tolerate RGBA anyway (alpha is ignored).
+        turbojpeg::PixelFormat::RGBX
+    } else {
+        turbojpeg::PixelFormat::RGB
+    };
+    let image = turbojpeg::Image {
+        pixels: bytes,
+        width: w as usize,
+        pitch: w as usize * format.size(),
+        height: h as usize,
+        format,
+    };
+    let mut c = turbojpeg::Compressor::new().map_err(|_| err("JPEG"))?;
+    c.set_quality(i32::from(q)).map_err(|_| err("JPEG"))?;
+    c.set_subsamp(turbojpeg::Subsamp::Sub2x2)
+        .map_err(|_| err("JPEG"))?;
+    c.compress_to_vec(image).map_err(|_| err("JPEG"))
+}
+
+fn png(bytes: &[u8], w: u32, h: u32, alpha: bool) -> Result<Vec<u8>, PipelineError> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let mut out = Vec::new();
+    let color = if alpha {
+        image::ExtendedColorType::Rgba8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
+        .write_image(bytes, w, h, color)
+        .map_err(|_| err("PNG"))?;
+    Ok(out)
+}
+
+fn webp(bytes: &[u8], w: u32, h: u32, alpha: bool, q: u8) -> Result<Vec<u8>, PipelineError> {
+    if w > WEBP_MAX || h > WEBP_MAX {
+        return Err(PipelineError::InvalidParam {
+            param: "fm",
+            detail: format!("WebP output is limited to {WEBP_MAX} pixels per side"),
+        });
+    }
+    let enc = if alpha {
+        webp::Encoder::from_rgba(bytes, w, h)
+    } else {
+        webp::Encoder::from_rgb(bytes, w, h)
+    };
+    // `encode` unwraps internally; `encode_simple` reports failure instead of panicking.
+    let mem = enc
+        .encode_simple(false, f32::from(q))
+        .map_err(|_| err("WebP"))?;
+    Ok(mem.to_vec())
+}
+
+fn avif(
+    bytes: &[u8],
+    w: u32,
+    h: u32,
+    alpha: bool,
+    q: u8,
+    speed: u8,
+) -> Result<Vec<u8>, PipelineError> {
+    use ravif::{Encoder, Img, RGB8, RGBA8};
+    // ravif asserts on out-of-range settings.
+    let enc = Encoder::new()
+        .with_quality(f32::from(q))
+        .with_speed(speed.clamp(1, 10));
+    let (w, h) = (w as usize, h as usize);
+    // ravif wants typed pixels; this copy is small next to AV1 encoding itself.
+    let res = if alpha {
+        let px: Vec<RGBA8> = bytes
+            .chunks_exact(4)
+            .map(|p| RGBA8::new(p[0], p[1], p[2], p[3]))
+            .collect();
+        enc.encode_rgba(Img::new(px.as_slice(), w, h))
+    } else {
+        let px: Vec<RGB8> = bytes
+            .chunks_exact(3)
+            .map(|p| RGB8::new(p[0], p[1], p[2]))
+            .collect();
+        enc.encode_rgb(Img::new(px.as_slice(), w, h))
+    };
+    res.map(|e| e.avif_file).map_err(|_| err("AVIF"))
+}
