@@ -15,8 +15,10 @@ use imgorigin::params::{OutputFormat, Transform};
 use imgorigin::pipeline::bench::{self, Pixels};
 use imgorigin::pipeline::{RenderOptions, render};
 
-/// The AVIF speed we would default to for on-the-fly encoding.
-const AVIF_SPEED: u8 = 8;
+/// The AVIF speed we would default to for on-the-fly encoding: measured on a 400×300 photo,
+/// speed 9 takes about half the time of 8 for ~2% larger files; 10 is ~3× faster again
+/// but ~15% larger.
+const AVIF_SPEED: u8 = 9;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")

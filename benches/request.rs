@@ -60,14 +60,18 @@ fn warm_request(c: &mut Criterion) {
     let method = axum::http::Method::GET;
     // Warm the caches.
     let r = rt
-        .block_on(imgorigin::delivery::handle(&state, &method, &uri, &headers))
+        .block_on(imgorigin::delivery::handle(
+            &state, &method, &uri, &headers, None,
+        ))
         .unwrap();
     assert_eq!(r.status(), 200);
 
     c.bench_function("request/warm-hit/in-process", |b| {
         b.iter(|| {
-            rt.block_on(imgorigin::delivery::handle(&state, &method, &uri, &headers))
-                .unwrap()
+            rt.block_on(imgorigin::delivery::handle(
+                &state, &method, &uri, &headers, None,
+            ))
+            .unwrap()
         })
     });
     let client = reqwest::Client::new();

@@ -13,8 +13,16 @@ use crate::storage::{StorageError, key};
 use crate::telemetry::{Stage, StageLabels, Tier, TierLabels};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, header};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// How a delivery response was produced; read by the request log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +49,7 @@ pub async fn handle(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    peer: Option<SocketAddr>,
 ) -> Result<Response<Body>, Error> {
     if method != Method::GET && method != Method::HEAD {
         return Err(Error::new(
@@ -49,21 +58,52 @@ pub async fn handle(
         ));
     }
     let key = key::from_path(uri.path())?;
-    let principal = auth::principal(headers)?;
+    let now = unix_now();
+    let principal = state
+        .auth
+        .principal(headers, Some((uri.path(), uri.query())), peer, now)
+        .await?;
     if !auth::can_read(&principal, &key, &state.config.access) {
         return Err(Error::new(
             ErrorKind::Forbidden,
             "not allowed to read this image",
         ));
     }
-    let audience = if principal == Principal::Guest
-        || auth::can_read(&Principal::Guest, &key, &state.config.access)
-    {
-        Audience::Public
-    } else {
-        Audience::Private
-    };
     let parsed = params::parse(uri.query(), &state.parse)?;
+    let share_max_age = state.config.cache_control.share_max_age;
+    let audience = match &principal {
+        Principal::Signed(grant) => {
+            let left = grant.expires.saturating_sub(now);
+            // A revocable share must not outlive its revocation in caches for long.
+            let secs_left = if parsed.share.is_some() {
+                left.min(share_max_age)
+            } else {
+                left
+            };
+            Audience::Signed { secs_left }
+        }
+        Principal::EdgeVerified => Audience::Signed {
+            secs_left: share_max_age,
+        },
+        _ if parsed.share.is_some() => {
+            return Err(Error::bad_request(
+                "invalid parameter `share`: only valid inside a signed URL",
+            ));
+        }
+        _ if auth::can_read(&Principal::Guest, &key, &state.config.access) => Audience::Public,
+        _ => Audience::Private,
+    };
+    let client = match principal.identity() {
+        Some(id) => format!("u:{id}"),
+        None => format!(
+            "ip:{}",
+            state
+                .auth
+                .viewer_ip(headers, peer)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default()
+        ),
+    };
     let original = fetch_original(state, &key).await?;
     let head_only = method == Method::HEAD;
 
@@ -117,6 +157,16 @@ pub async fn handle(
         }
         None => {
             state.metrics.cache_misses.get_or_create(&tier).inc();
+            if let Err(e) = state.rate_limits.check_miss(&client) {
+                state
+                    .metrics
+                    .rejected
+                    .get_or_create(&crate::telemetry::ReasonLabels {
+                        reason: "rate_limited",
+                    })
+                    .inc();
+                return Err(e);
+            }
             let render = render_variant(
                 state.clone(),
                 original.clone(),

@@ -24,22 +24,32 @@ enum Command {
     Serve,
     /// Validate the configuration and print a summary; exit 2 when invalid.
     CheckConfig,
-    /// Print a CloudFront-signed URL (not available in this release).
+    /// Print a CloudFront-signed URL, signed with `cloudfront.signing_key_file`
+    /// (canned policy; custom policy when --policy-ip or --resource is given).
     SignUrl {
+        /// The full viewer URL, e.g. https://images.example.com/private/alice/a.jpg?w=400
         url: String,
+        /// Seconds from now until the URL expires.
         #[arg(long)]
         expires_in: u64,
+        /// Only viewers from this IPv4/IPv6 CIDR may use the URL.
         #[arg(long)]
         policy_ip: Option<String>,
+        /// Resource pattern with `*` / `?` wildcards (default: the URL itself).
         #[arg(long)]
         resource: Option<String>,
     },
-    /// Mint a local test token (not available in this release).
+    /// Print a token for `[auth.local]` (creates the key file on first use).
     Token {
+        /// The identity (`sub`), e.g. alice; private/alice/... becomes readable.
         #[arg(long)]
         sub: String,
+        /// Comma-separated groups (a group in admin.groups makes an admin).
         #[arg(long)]
         groups: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u64,
     },
 }
 
@@ -67,11 +77,52 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::SignUrl { .. } | Command::Token { .. } => {
-            eprintln!(
-                "this command needs CloudFront / local-auth support, which is not in this release yet"
-            );
-            ExitCode::from(2)
+        Command::SignUrl {
+            url,
+            expires_in,
+            policy_ip,
+            resource,
+        } => match sign_url(&config, &url, expires_in, policy_ip, resource) {
+            Ok(signed) => {
+                println!("{signed}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Token {
+            sub,
+            groups,
+            expires_in,
+        } => {
+            let Some(local) = &config.auth.local else {
+                eprintln!("[auth.local] is not configured (see config.toml)");
+                return ExitCode::from(2);
+            };
+            let groups: Vec<String> = groups
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(String::from)
+                .collect();
+            let minted =
+                imgorigin::auth::local::LocalIssuer::load_or_create(&local.key_file, &local.issuer)
+                    .and_then(|i| {
+                        i.mint(&sub, &groups, std::time::Duration::from_secs(expires_in))
+                    });
+            match minted {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("auth.local.key_file: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve => {
             imgorigin::telemetry::init_logging(&config.log);
@@ -94,4 +145,46 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn sign_url(
+    config: &imgorigin::config::Config,
+    url: &str,
+    expires_in: u64,
+    policy_ip: Option<String>,
+    resource: Option<String>,
+) -> Result<String, String> {
+    let (key_file, key_pair_id) = config.auth.signing.as_ref().ok_or(
+        "cloudfront.signing_key_file and cloudfront.signing_key_pair_id are not configured",
+    )?;
+    let pem = std::fs::read_to_string(key_file).map_err(|e| {
+        format!(
+            "cloudfront.signing_key_file: cannot read {}: {e}",
+            key_file.display()
+        )
+    })?;
+    let signer = imgorigin::auth::cloudfront::UrlSigner::from_pem(&pem, key_pair_id)
+        .map_err(|e| format!("cloudfront.signing_key_file: {e}"))?;
+    if let Some(ip) = &policy_ip
+        && imgorigin::auth::cloudfront::cidr_contains(ip, std::net::Ipv4Addr::LOCALHOST.into())
+            .is_none()
+    {
+        return Err(format!("--policy-ip: `{ip}` is not an IPv4/IPv6 CIDR"));
+    }
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + expires_in;
+    Ok(if policy_ip.is_some() || resource.is_some() {
+        signer.sign_custom(
+            url,
+            resource.as_deref(),
+            expires,
+            None,
+            policy_ip.as_deref(),
+        )
+    } else {
+        signer.sign_canned(url, expires)
+    })
 }

@@ -6,7 +6,7 @@ pub mod raw;
 
 use crate::params::{Gravity, OutputFormat};
 use raw::RawConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,7 +25,53 @@ pub struct Config {
     pub format: FormatConfig,
     pub cache_control: CacheControlConfig,
     pub access: AccessConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    pub shares_max_ttl_s: u64,
     pub watermarks: BTreeMap<String, WatermarkConfig>,
+}
+
+/// Everything that decides who is asking (SPEC §3–§5), with keys already parsed.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub origin_secret_header: axum::http::HeaderName,
+    /// Up to two, for rotation; empty = no origin secret required.
+    pub origin_secrets: Vec<String>,
+    pub edge_verified_secret: Option<String>,
+    pub cloudfront_keys: HashMap<String, rsa::RsaPublicKey>,
+    pub public_base_urls: Vec<String>,
+    pub trust_viewer_address: bool,
+    /// Private key file and key-pair id for `sign-url` and share links.
+    pub signing: Option<(PathBuf, String)>,
+    pub api_key_hashes: Vec<[u8; 32]>,
+    pub admin_groups: Vec<String>,
+    pub cognito: Option<CognitoConfig>,
+    pub local: Option<LocalAuthConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CognitoConfig {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub client_ids: Vec<String>,
+    pub token_use: crate::auth::jwt::TokenUse,
+    pub identity_claim: String,
+    pub leeway_s: u64,
+    pub jwks_min_refresh: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalAuthConfig {
+    pub key_file: PathBuf,
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub misses_per_s: f64,
+    pub writes_per_s: f64,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -446,29 +492,21 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         other,
     };
 
-    // Sections whose features land in later releases: refuse them rather than ignore
-    // them, so nobody believes a check is on when it is not (deny by default).
-    let cf = &raw.cloudfront;
-    if !cf.keys.is_empty()
-        || !cf.origin_secret.is_empty()
-        || cf.origin_secret_file.is_some()
-        || cf.edge_verified_secret.is_some()
-        || cf.edge_verified_secret_file.is_some()
-        || cf.signing_key_file.is_some()
-    {
-        errs.push("cloudfront: signed URLs and origin secrets are not available in this build yet; remove the section".into());
+    let auth = validate_auth(&raw, &mut errs);
+    let rl = &raw.rate_limit;
+    if rl.enabled && (rl.misses_per_s <= 0.0 || rl.writes_per_s <= 0.0 || rl.burst == 0) {
+        errs.push(
+            "rate_limit: misses_per_s, writes_per_s and burst must be positive when enabled".into(),
+        );
     }
-    if raw.cognito.user_pool_id.is_some() || raw.cognito.issuer.is_some() {
-        errs.push("cognito: bearer tokens are not available in this build yet".into());
-    }
-    if raw.auth.local.is_some() {
-        errs.push("auth.local: local tokens are not available in this build yet".into());
-    }
-    if !raw.admin.api_keys_sha256.is_empty() {
-        errs.push("admin.api_keys_sha256: API keys are not available in this build yet".into());
-    }
-    if raw.rate_limit.enabled {
-        errs.push("rate_limit.enabled: rate limiting is not available in this build yet".into());
+    let rate_limit = RateLimitConfig {
+        enabled: rl.enabled,
+        misses_per_s: rl.misses_per_s,
+        writes_per_s: rl.writes_per_s,
+        burst: rl.burst,
+    };
+    if raw.shares.max_ttl_s == 0 {
+        errs.push("shares.max_ttl_s: must be at least 1".into());
     }
 
     let mut watermarks = BTreeMap::new();
@@ -523,8 +561,206 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         format,
         cache_control,
         access,
+        auth,
+        rate_limit,
+        shares_max_ttl_s: raw.shares.max_ttl_s,
         watermarks,
     })
+}
+
+/// Reads a secret from a `*_file` path (trailing newline trimmed).
+fn read_secret_file(key: &str, path: &str, errs: &mut Vec<String>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+        Err(e) => {
+            errs.push(format!("{key}: cannot read {path}: {e}"));
+            None
+        }
+    }
+}
+
+fn validate_auth(raw: &RawConfig, errs: &mut Vec<String>) -> AuthConfig {
+    let cf = &raw.cloudfront;
+    let origin_secret_header = axum::http::HeaderName::from_bytes(
+        cf.origin_secret_header.as_bytes(),
+    )
+    .unwrap_or_else(|_| {
+        errs.push(format!(
+            "cloudfront.origin_secret_header: `{}` is not a header name",
+            cf.origin_secret_header
+        ));
+        axum::http::HeaderName::from_static("x-origin-verify")
+    });
+    let mut origin_secrets = cf.origin_secret.clone();
+    if let Some(f) = &cf.origin_secret_file
+        && let Some(text) = read_secret_file("cloudfront.origin_secret_file", f, errs)
+    {
+        origin_secrets.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    if origin_secrets.len() > 2 {
+        errs.push("cloudfront.origin_secret: at most two secrets (current and next)".into());
+    }
+    if origin_secrets
+        .iter()
+        .any(|s| s.len() < 16 || axum::http::HeaderValue::from_str(s).is_err())
+    {
+        errs.push(
+            "cloudfront.origin_secret: each secret needs at least 16 header-safe characters".into(),
+        );
+    }
+    let mut edge_verified_secret = cf.edge_verified_secret.clone();
+    if let Some(f) = &cf.edge_verified_secret_file {
+        edge_verified_secret = read_secret_file("cloudfront.edge_verified_secret_file", f, errs);
+    }
+    if edge_verified_secret.as_ref().is_some_and(|s| s.len() < 16) {
+        errs.push("cloudfront.edge_verified_secret: at least 16 characters".into());
+    }
+    let mut cloudfront_keys = HashMap::new();
+    for (i, k) in cf.keys.iter().enumerate() {
+        let key = format!("cloudfront.keys[{i}]");
+        if k.id.is_empty() {
+            errs.push(format!("{key}.id: must not be empty"));
+        }
+        let pem = match (&k.public_key_pem, &k.public_key_file) {
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| errs.push(format!("{key}.public_key_file: cannot read {f}: {e}")))
+                .ok(),
+            _ => {
+                errs.push(format!(
+                    "{key}: give exactly one of public_key_pem and public_key_file"
+                ));
+                None
+            }
+        };
+        if let Some(pem) = pem {
+            match crate::auth::cloudfront::parse_public_key(&pem) {
+                Ok(pk) => {
+                    if cloudfront_keys.insert(k.id.clone(), pk).is_some() {
+                        errs.push(format!("{key}.id: `{}` listed twice", k.id));
+                    }
+                }
+                Err(e) => errs.push(format!("{key}: {e}")),
+            }
+        }
+    }
+    let mut public_base_urls = Vec::new();
+    for (i, u) in cf.public_base_urls.iter().enumerate() {
+        let ok = (u.starts_with("https://") || u.starts_with("http://"))
+            && u.splitn(4, '/').nth(3).is_none_or(|rest| rest.is_empty());
+        if !ok {
+            errs.push(format!(
+                "cloudfront.public_base_urls[{i}]: `{u}` must be a scheme and host only, e.g. https://d111111abcdef8.cloudfront.net"
+            ));
+        }
+        public_base_urls.push(u.trim_end_matches('/').to_string());
+    }
+    if !cloudfront_keys.is_empty() && public_base_urls.is_empty() {
+        errs.push("cloudfront.public_base_urls: needed to verify signed URLs (the distribution's domain names)".into());
+    }
+    let signing = match (&cf.signing_key_file, &cf.signing_key_pair_id) {
+        (Some(f), Some(id)) => Some((PathBuf::from(f), id.clone())),
+        (None, None) => None,
+        _ => {
+            errs.push("cloudfront.signing_key_file: set together with signing_key_pair_id".into());
+            None
+        }
+    };
+
+    let mut api_key_hashes = Vec::new();
+    for (i, h) in raw.admin.api_keys_sha256.iter().enumerate() {
+        let mut out = [0u8; 32];
+        let ok = h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && hex::decode_to_slice(h, &mut out).is_ok();
+        if ok {
+            api_key_hashes.push(out);
+        } else {
+            errs.push(format!(
+                "admin.api_keys_sha256[{i}]: 64 lowercase hex digits (sha256sum of the key)"
+            ));
+        }
+    }
+
+    let c = &raw.cognito;
+    let cognito = if c.user_pool_id.is_some() || c.issuer.is_some() {
+        let issuer = match (&c.issuer, &c.region, &c.user_pool_id) {
+            (Some(i), _, _) => Some(i.trim_end_matches('/').to_string()),
+            (None, Some(r), Some(p)) => Some(format!("https://cognito-idp.{r}.amazonaws.com/{p}")),
+            _ => {
+                errs.push(
+                    "cognito.region: needed with cognito.user_pool_id (or set cognito.issuer)"
+                        .into(),
+                );
+                None
+            }
+        };
+        let token_use = match c.token_use.as_str() {
+            "id" => crate::auth::jwt::TokenUse::Id,
+            "access" => crate::auth::jwt::TokenUse::Access,
+            "any" => crate::auth::jwt::TokenUse::Any,
+            o => {
+                errs.push(format!("cognito.token_use: `{o}` is not id, access or any"));
+                crate::auth::jwt::TokenUse::Id
+            }
+        };
+        if c.client_ids.is_empty() {
+            errs.push(
+                "cognito.client_ids: list the app client ids whose tokens are accepted".into(),
+            );
+        }
+        if c.identity_pool_id.is_some() {
+            errs.push(
+                "cognito.identity_pool_id: Amplify identity ids (GetId) are not supported yet"
+                    .into(),
+            );
+        }
+        if c.jwks_min_refresh_s == 0 {
+            errs.push("cognito.jwks_min_refresh_s: must be at least 1".into());
+        }
+        issuer.map(|issuer| CognitoConfig {
+            jwks_url: c
+                .jwks_url
+                .clone()
+                .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+            issuer,
+            client_ids: c.client_ids.clone(),
+            token_use,
+            identity_claim: c.identity_claim.clone(),
+            leeway_s: c.leeway_s,
+            jwks_min_refresh: Duration::from_secs(c.jwks_min_refresh_s),
+        })
+    } else {
+        None
+    };
+    let local = raw.auth.local.as_ref().map(|l| LocalAuthConfig {
+        key_file: PathBuf::from(&l.key_file),
+        issuer: l.issuer.clone().unwrap_or_else(|| "imgorigin-local".into()),
+    });
+    if let (Some(l), Some(c)) = (&local, &cognito)
+        && l.issuer == c.issuer
+    {
+        errs.push("auth.local.issuer: must differ from the Cognito issuer".into());
+    }
+    AuthConfig {
+        origin_secret_header,
+        origin_secrets,
+        edge_verified_secret,
+        cloudfront_keys,
+        public_base_urls,
+        trust_viewer_address: cf.trust_viewer_address,
+        signing,
+        api_key_hashes,
+        admin_groups: raw.admin.groups.clone(),
+        cognito,
+        local,
+    }
 }
 
 #[cfg(test)]

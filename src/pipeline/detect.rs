@@ -232,6 +232,26 @@ fn webp_header(input: &[u8]) -> Option<Header<'_>> {
     })
 }
 
+/// ICC profile and EXIF (TIFF) payloads of an extended WebP, from its RIFF chunks.
+pub(crate) fn webp_metadata(input: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+    let (mut icc, mut exif) = (None, None);
+    let mut pos = 12usize;
+    while let (Some(kind), Some(len)) = (input.get(pos..pos + 4), le32(input, pos + 4)) {
+        let Some(data) = input.get(pos + 8..pos + 8 + len as usize) else {
+            break;
+        };
+        match kind {
+            b"ICCP" => icc = Some(data),
+            // Some writers keep JPEG's "Exif\0\0" prefix.
+            b"EXIF" => exif = Some(data.strip_prefix(b"Exif\0\0").unwrap_or(data)),
+            _ => {}
+        }
+        // Chunks are padded to an even size.
+        pos += 8 + len as usize + (len as usize & 1);
+    }
+    (icc, exif)
+}
+
 /// Logical screen size; alpha when the first frame has a transparent index or does not
 /// cover the whole screen (the uncovered area decodes as transparent).
 fn gif_header(input: &[u8]) -> Option<Header<'_>> {

@@ -807,3 +807,87 @@ fn progressive_jpeg_and_embedded_icc() {
         assert!(!raw.windows(4).any(|w| w == b"iCCP"));
     }
 }
+
+#[test]
+fn animated_and_lossy_alpha_webp() {
+    let red = RgbaImage::from_pixel(16, 16, Rgba([RED[0], RED[1], RED[2], 255]));
+    let blue = RgbaImage::from_pixel(16, 16, Rgba([BLUE[0], BLUE[1], BLUE[2], 255]));
+    let config = webp::WebPConfig::new().expect("config");
+    let mut enc = webp::AnimEncoder::new(16, 16, &config);
+    enc.add_frame(webp::AnimFrame::from_rgba(red.as_raw(), 16, 16, 0));
+    enc.add_frame(webp::AnimFrame::from_rgba(blue.as_raw(), 16, 16, 100));
+    let anim = enc.try_encode().expect("animated webp").to_vec();
+    let info = probe(&anim).expect("probe");
+    assert_eq!(
+        (info.format, info.width, info.height),
+        (SourceFormat::Webp, 16, 16)
+    );
+    let img = render_rgb(&anim, &png_out());
+    assert!(
+        img.pixels().all(|p| classify(p.0) == 0),
+        "first frame is red"
+    );
+
+    // Lossy WebP with an alpha plane (VP8X + ALPH + VP8).
+    let half = RgbaImage::from_fn(16, 16, |x, _| {
+        if x < 8 {
+            Rgba([0, 0, 0, 0])
+        } else {
+            Rgba([BLUE[0], BLUE[1], BLUE[2], 255])
+        }
+    });
+    let lossy = webp::Encoder::from_rgba(half.as_raw(), 16, 16)
+        .encode_simple(false, 90.0)
+        .expect("lossy alpha webp")
+        .to_vec();
+    assert!(probe(&lossy).expect("probe").has_alpha);
+    let out = render(&lossy, &png_out(), &opts()).expect("render");
+    let img = image::load_from_memory(&out.bytes).expect("png").to_rgba8();
+    assert_eq!(img.get_pixel(2, 8).0[3], 0);
+    assert_eq!(img.get_pixel(13, 8).0[3], 255);
+}
+
+/// Minimal big-endian TIFF with one Orientation entry.
+fn exif_tiff(o: u16) -> Vec<u8> {
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+    tiff.extend_from_slice(&3u16.to_be_bytes());
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&o.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    tiff
+}
+
+#[test]
+fn webp_exif_orientation() {
+    let src = quadrants(64, 48);
+    let simple = encode_webp(&DynamicImage::ImageRgb8(src.clone()));
+    // Rewrap as extended WebP: VP8X (EXIF flag) + the image chunk + an EXIF chunk.
+    let mut body = b"WEBP".to_vec();
+    body.extend_from_slice(b"VP8X");
+    body.extend_from_slice(&10u32.to_le_bytes());
+    body.extend_from_slice(&[0x08, 0, 0, 0]);
+    body.extend_from_slice(&63u32.to_le_bytes()[..3]);
+    body.extend_from_slice(&47u32.to_le_bytes()[..3]);
+    body.extend_from_slice(&simple[12..]);
+    let tiff = exif_tiff(6);
+    body.extend_from_slice(b"EXIF");
+    body.extend_from_slice(&(tiff.len() as u32).to_le_bytes());
+    body.extend_from_slice(&tiff);
+    let mut webp = b"RIFF".to_vec();
+    webp.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    webp.extend_from_slice(&body);
+
+    let info = probe(&webp).expect("probe");
+    assert_eq!((info.width, info.height), (64, 48));
+    let img = render_rgb(&webp, &png_out());
+    let mut expected = DynamicImage::ImageRgb8(src);
+    expected.apply_orientation(Orientation::Rotate90);
+    assert_eq!(img.dimensions(), (48, 64));
+    assert_eq!(
+        sample_quadrants(&img),
+        sample_quadrants(&expected.to_rgb8())
+    );
+}

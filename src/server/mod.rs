@@ -5,6 +5,10 @@ mod problem;
 
 pub use problem::error_response;
 
+use crate::auth::Authenticator;
+use crate::auth::jwt::{JwtSettings, JwtVerifier, KeySource};
+use crate::auth::local::LocalIssuer;
+use crate::auth::ratelimit::RateLimits;
 use crate::cache::Caches;
 use crate::config::{Config, StorageConfig};
 use crate::delivery::{self, CacheOutcome};
@@ -18,7 +22,7 @@ use crate::workers::Workers;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderValue, Response, header};
 use axum::middleware::{self, Next};
 use axum::routing::get;
 use std::collections::HashMap;
@@ -31,6 +35,8 @@ use tokio::net::TcpListener;
 /// Everything built once at start-up and shared by all requests.
 pub struct AppState {
     pub config: Config,
+    pub auth: Authenticator,
+    pub rate_limits: RateLimits,
     pub storage: Arc<dyn Storage>,
     pub caches: Caches,
     pub workers: Workers,
@@ -51,6 +57,7 @@ pub struct StartError(pub String);
 
 /// Builds the app from a validated config: storage, caches, workers, watermarks.
 pub async fn build_app(config: Config) -> Result<App, StartError> {
+    install_crypto_provider();
     let storage: Arc<dyn Storage> = match &config.storage {
         StorageConfig::Fs { root } => {
             Arc::new(FsStorage::new(root).map_err(|e| StartError(format!("storage.fs.root: {e}")))?)
@@ -59,11 +66,18 @@ pub async fn build_app(config: Config) -> Result<App, StartError> {
     build_app_with_storage(config, storage).await
 }
 
+/// One TLS crypto backend for the whole process (aws-lc-rs, as the AWS SDK uses); HTTP
+/// clients built without a bundled provider (reqwest for JWKS) use it. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Like `build_app` with a given storage (tests inject failing or counting stores).
 pub async fn build_app_with_storage(
     config: Config,
     storage: Arc<dyn Storage>,
 ) -> Result<App, StartError> {
+    install_crypto_provider();
     let mut watermarks = HashMap::new();
     for (name, w) in &config.watermarks {
         let bytes = std::fs::read(&w.file).map_err(|e| {
@@ -76,6 +90,9 @@ pub async fn build_app_with_storage(
             .map_err(|e| StartError(format!("watermarks.{name}.file: {e}")))?;
         watermarks.insert(name.clone(), Arc::new(wm));
     }
+    let auth = build_authenticator(&config)?;
+    let rl = &config.rate_limit;
+    let rate_limits = RateLimits::new(rl.enabled, rl.misses_per_s, rl.writes_per_s, rl.burst);
     let parse = ParseSettings::new(
         &config.limits,
         &config.format,
@@ -91,11 +108,45 @@ pub async fn build_app_with_storage(
         parse,
         watermarks,
         storage,
+        auth,
+        rate_limits,
         config,
     };
     Ok(App {
         state: Arc::new(state),
     })
+}
+
+/// JWT verifiers (Cognito, local issuer) and the rest of the request authentication.
+fn build_authenticator(config: &Config) -> Result<Authenticator, StartError> {
+    let a = &config.auth;
+    let mut jwt = Vec::new();
+    if let Some(c) = &a.cognito {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| StartError(format!("cognito: cannot build an HTTP client: {e}")))?;
+        jwt.push(JwtVerifier::new(
+            JwtSettings {
+                issuer: c.issuer.clone(),
+                client_ids: c.client_ids.clone(),
+                token_use: c.token_use,
+                identity_claim: c.identity_claim.clone(),
+                leeway_s: c.leeway_s,
+                min_refresh: c.jwks_min_refresh,
+            },
+            KeySource::Remote {
+                url: c.jwks_url.clone(),
+                http,
+            },
+        ));
+    }
+    if let Some(l) = &a.local {
+        let issuer = LocalIssuer::load_or_create(&l.key_file, &l.issuer)
+            .map_err(|e| StartError(format!("auth.local.key_file: {e}")))?;
+        jwt.push(issuer.verifier());
+    }
+    Ok(Authenticator::new(a, jwt))
 }
 
 impl App {
@@ -107,6 +158,10 @@ impl App {
             .route("/api", axum::routing::any(api_placeholder))
             .route("/api/{*rest}", axum::routing::any(api_placeholder))
             .fallback(delivery_route)
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
+                origin_guard,
+            ))
             .layer(middleware::from_fn_with_state(self.state.clone(), observe))
             .with_state(self.state.clone())
     }
@@ -204,10 +259,28 @@ async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
     r
 }
 
+/// SPEC §3 step 1: every route but `/healthz` needs the origin secret when one is set.
+async fn origin_guard(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
+    if req.uri().path() != "/healthz"
+        && let Err(e) = state.auth.check_origin_secret(req.headers())
+    {
+        return error_response(&e, &state.config.cache_control.not_found);
+    }
+    next.run(req).await
+}
+
 async fn delivery_route(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
     let timeout = state.config.server.request_timeout;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let (parts, _body) = req.into_parts();
-    let work = delivery::handle(&state, &parts.method, &parts.uri, &parts.headers);
+    let work = delivery::handle(&state, &parts.method, &parts.uri, &parts.headers, peer);
     let result = match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(Error::new(ErrorKind::GatewayTimeout, "request timed out")),
@@ -341,9 +414,4 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
-}
-
-#[allow(dead_code)]
-fn status_of(e: &Error) -> StatusCode {
-    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
