@@ -73,6 +73,7 @@ async fn unresponsive_endpoint_is_504_within_the_timeout() {
     assert!(t.elapsed() < Duration::from_millis(500));
     let r = hung.await.unwrap();
     let took = started.elapsed();
+    eprintln!("unresponsive endpoint: {} after {took:?}", r.status());
     assert_eq!(r.status(), 504);
     assert_eq!(r.headers()["cache-control"], "no-store");
     // Budget: connect 0.5 s + read 1 s for the whole call, retries included.
