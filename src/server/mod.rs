@@ -17,6 +17,7 @@ use crate::params::ParseSettings;
 use crate::pipeline::Watermark;
 use crate::storage::Storage;
 use crate::storage::fs::FsStorage;
+use crate::storage::s3::S3Storage;
 use crate::telemetry::{Metrics, RequestLabels, Route, RouteLabels, Tier, TierLabels};
 use crate::workers::Workers;
 use axum::Router;
@@ -62,6 +63,7 @@ pub async fn build_app(config: Config) -> Result<App, StartError> {
         StorageConfig::Fs { root } => {
             Arc::new(FsStorage::new(root).map_err(|e| StartError(format!("storage.fs.root: {e}")))?)
         }
+        StorageConfig::S3(s3) => Arc::new(S3Storage::new(s3).await),
     };
     build_app_with_storage(config, storage).await
 }

@@ -1,12 +1,14 @@
 //! Where originals live. `Storage` is the one interface delivery and the API use; `fs` is the
-//! embedded backend, S3 slots in beside it. Keys reaching here were validated by `key`.
+//! embedded backend, `s3` the production one (any S3-compatible endpoint). Keys reaching here
+//! were validated by `key`.
 
 pub mod fs;
 pub mod key;
+pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What storage knows about an object without reading it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,4 +70,17 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Readiness: can we reach the store at all?
     async fn check(&self) -> Result<(), StorageError>;
+
+    /// A URL that lets a client upload `key` itself with an HTTP PUT carrying
+    /// `Content-Type: content_type`, valid for `expires_in`. `None` when the backend has no
+    /// such thing (the local folder).
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let _ = (key, content_type, expires_in);
+        Ok(None)
+    }
 }

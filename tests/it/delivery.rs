@@ -2,9 +2,9 @@
 
 use crate::support::*;
 
-#[tokio::test]
-async fn invalid_parameters_are_400_naming_the_parameter() {
-    let s = TestServer::start("").await;
+both_backends!(invalid_parameters_are_400_naming_the_parameter);
+async fn invalid_parameters_are_400_naming_the_parameter(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let cases = [
         ("w=0", "w"),
         ("w=-1", "w"),
@@ -62,9 +62,9 @@ async fn invalid_parameters_are_400_naming_the_parameter() {
     }
 }
 
-#[tokio::test]
-async fn valid_parameters_are_accepted() {
-    let s = TestServer::start("").await;
+both_backends!(valid_parameters_are_accepted);
+async fn valid_parameters_are_accepted(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for q in [
         "w=10",
         "h=10",
@@ -90,10 +90,10 @@ async fn valid_parameters_are_accepted() {
     }
 }
 
+both_backends!(output_dimensions_for_every_fit);
 /// Source is 64x48.
-#[tokio::test]
-async fn output_dimensions_for_every_fit() {
-    let s = TestServer::start("").await;
+async fn output_dimensions_for_every_fit(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let cases: &[(&str, (u32, u32))] = &[
         ("w=32", (32, 24)),
         ("h=24", (32, 24)),
@@ -133,9 +133,9 @@ async fn output_dimensions_for_every_fit() {
     }
 }
 
-#[tokio::test]
-async fn each_output_format_by_magic_and_decoding() {
-    let s = TestServer::start("").await;
+both_backends!(each_output_format_by_magic_and_decoding);
+async fn each_output_format_by_magic_and_decoding(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for (fm, ct) in [
         ("jpeg", "image/jpeg"),
         ("png", "image/png"),
@@ -166,9 +166,9 @@ async fn each_output_format_by_magic_and_decoding() {
     }
 }
 
-#[tokio::test]
-async fn every_input_kind_decodes() {
-    let s = TestServer::start("").await;
+both_backends!(every_input_kind_decodes);
+async fn every_input_kind_decodes(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for f in [
         "quad.jpg",
         "quad-progressive.jpg",
@@ -194,9 +194,9 @@ async fn every_input_kind_decodes() {
     }
 }
 
-#[tokio::test]
-async fn alpha_inputs_keep_or_flatten_alpha() {
-    let s = TestServer::start("").await;
+both_backends!(alpha_inputs_keep_or_flatten_alpha);
+async fn alpha_inputs_keep_or_flatten_alpha(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for f in ["alpha.png", "alpha.webp"] {
         let img = s.image(&format!("/public/{f}?w=32&fm=png")).await;
         assert_eq!(img.get_pixel(4, 8).0, [255, 0, 0, 255], "{f}");
@@ -219,9 +219,9 @@ async fn alpha_inputs_keep_or_flatten_alpha() {
     }
 }
 
-#[tokio::test]
-async fn exif_orientations_1_to_8() {
-    let s = TestServer::start("").await;
+both_backends!(exif_orientations_1_to_8);
+async fn exif_orientations_1_to_8(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for n in 1..=8 {
         let img = s.image(&format!("/public/orient{n}.jpg?fm=png")).await;
         assert_eq!((img.width(), img.height()), (64, 48), "orientation {n}");
@@ -237,9 +237,9 @@ async fn exif_orientations_1_to_8() {
     }
 }
 
-#[tokio::test]
-async fn crop_rot_flip_by_pixels() {
-    let s = TestServer::start("").await;
+both_backends!(crop_rot_flip_by_pixels);
+async fn crop_rot_flip_by_pixels(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     use C::*;
     let img = s.image("/public/quad.png?crop=32,0,32,24&fm=png").await;
     assert_eq!((img.width(), img.height()), (32, 24));
@@ -270,9 +270,9 @@ async fn crop_rot_flip_by_pixels() {
     }
 }
 
-#[tokio::test]
-async fn cover_gravity_and_contain_padding() {
-    let s = TestServer::start("").await;
+both_backends!(cover_gravity_and_contain_padding);
+async fn cover_gravity_and_contain_padding(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     use C::*;
     // 64x48 → cover 48x12: keeps a horizontal strip.
     let img = s
@@ -321,9 +321,9 @@ async fn cover_gravity_and_contain_padding() {
     assert_eq!(img.get_pixel(32, 1).0, [0, 0, 0, 255]);
 }
 
-#[tokio::test]
-async fn entropy_gravity_picks_the_busy_side() {
-    let s = TestServer::start("").await;
+both_backends!(entropy_gravity_picks_the_busy_side);
+async fn entropy_gravity_picks_the_busy_side(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     // Left half flat grey, right half noise.
     let mut img = image::RgbImage::from_pixel(64, 32, image::Rgb([128, 128, 128]));
     let mut seed = 12345u32;
@@ -352,9 +352,9 @@ async fn entropy_gravity_picks_the_busy_side() {
     assert!(flat > 32 * 32 * 9 / 10, "west crop should be flat: {flat}");
 }
 
-#[tokio::test]
-async fn blur_sharpen_and_watermark_change_pixels() {
-    let s = TestServer::start("").await;
+both_backends!(blur_sharpen_and_watermark_change_pixels);
+async fn blur_sharpen_and_watermark_change_pixels(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let plain = s.image("/public/quad.png?fm=png").await;
     let blurred = s.image("/public/quad.png?fm=png&blur=3").await;
     // At the red/green border the blur mixes colours; far from it, colours stay.
@@ -372,9 +372,9 @@ async fn blur_sharpen_and_watermark_change_pixels() {
     assert_eq!(at(&plain, 0.9, 0.9), Some(C::Yellow));
 }
 
-#[tokio::test]
-async fn fm_auto_negotiates_with_vary() {
-    let s = TestServer::start("").await;
+both_backends!(fm_auto_negotiates_with_vary);
+async fn fm_auto_negotiates_with_vary(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let cases = [
         (
             "image/avif,image/webp,*/*",
@@ -407,9 +407,9 @@ async fn fm_auto_negotiates_with_vary() {
     assert_eq!(r.headers()["content-type"], "image/webp");
 }
 
-#[tokio::test]
-async fn avif_can_be_disabled() {
-    let s = TestServer::start("[format]\navif = false\n").await;
+both_backends!(avif_can_be_disabled);
+async fn avif_can_be_disabled(backend: Backend) {
+    let s = TestServer::start_on(backend, "[format]\navif = false\n").await;
     let r = s
         .get_with(
             "/public/quad.jpg?w=16&fm=auto",
@@ -420,9 +420,9 @@ async fn avif_can_be_disabled() {
     assert_eq!(s.get("/public/quad.jpg?w=16&fm=avif").await.status(), 400);
 }
 
-#[tokio::test]
-async fn default_format_keeps_the_source_format() {
-    let s = TestServer::start("").await;
+both_backends!(default_format_keeps_the_source_format);
+async fn default_format_keeps_the_source_format(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for (f, ct) in [
         ("quad.jpg", "image/jpeg"),
         ("quad.png", "image/png"),
@@ -432,14 +432,14 @@ async fn default_format_keeps_the_source_format() {
         let r = s.get(&format!("/public/{f}?w=16")).await;
         assert_eq!(r.headers()["content-type"], ct, "{f}");
     }
-    let s = TestServer::start("[format]\ndefault = \"webp\"\n").await;
+    let s = TestServer::start_on(backend, "[format]\ndefault = \"webp\"\n").await;
     let r = s.get("/public/quad.png?w=16").await;
     assert_eq!(r.headers()["content-type"], "image/webp");
 }
 
-#[tokio::test]
-async fn quality_changes_size_but_not_for_png() {
-    let s = TestServer::start("").await;
+both_backends!(quality_changes_size_but_not_for_png);
+async fn quality_changes_size_but_not_for_png(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let lo = s.ok_bytes("/public/orient1.jpg?w=64&fm=jpeg&q=5").await;
     let hi = s.ok_bytes("/public/orient1.jpg?w=64&fm=jpeg&q=100").await;
     assert!(lo.len() < hi.len(), "{} vs {}", lo.len(), hi.len());
@@ -448,9 +448,9 @@ async fn quality_changes_size_but_not_for_png() {
     assert_eq!(a.headers()["etag"], b.headers()["etag"]);
 }
 
-#[tokio::test]
-async fn allowed_widths_round_up() {
-    let s = TestServer::start("[limits]\nallowed_widths = [20, 40, 100]\n").await;
+both_backends!(allowed_widths_round_up);
+async fn allowed_widths_round_up(backend: Backend) {
+    let s = TestServer::start_on(backend, "[limits]\nallowed_widths = [20, 40, 100]\n").await;
     let img = s.image("/public/quad.png?w=21&enlarge=1&fm=png").await;
     assert_eq!(img.width(), 40);
     let img = s.image("/public/quad.png?w=500&enlarge=1&fm=png").await;

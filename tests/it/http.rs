@@ -2,9 +2,9 @@
 
 use crate::support::*;
 
-#[tokio::test]
-async fn no_params_serves_original_bytes_with_storage_etag() {
-    let s = TestServer::start("").await;
+both_backends!(no_params_serves_original_bytes_with_storage_etag);
+async fn no_params_serves_original_bytes_with_storage_etag(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let r = s.get("/public/quad.jpg").await;
     assert_eq!(r.status(), 200);
     let stored = s.state.storage.head("public/quad.jpg").await.unwrap();
@@ -26,9 +26,9 @@ async fn no_params_serves_original_bytes_with_storage_etag() {
     );
 }
 
-#[tokio::test]
-async fn equivalent_requests_share_one_etag() {
-    let s = TestServer::start("").await;
+both_backends!(equivalent_requests_share_one_etag);
+async fn equivalent_requests_share_one_etag(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_string();
     let a = etag(&s.get("/public/quad.jpg?w=32&fit=inside").await);
     for q in [
@@ -69,9 +69,9 @@ async fn equivalent_requests_share_one_etag() {
     assert!(a.starts_with('"') && a.ends_with('"') && !a.starts_with("W/"));
 }
 
-#[tokio::test]
-async fn conditional_requests_get_304() {
-    let s = TestServer::start("").await;
+both_backends!(conditional_requests_get_304);
+async fn conditional_requests_get_304(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for path in ["/public/quad.jpg?w=20", "/public/quad.jpg"] {
         let r = s.get(path).await;
         let etag = r.headers()["etag"].to_str().unwrap().to_string();
@@ -107,9 +107,9 @@ async fn conditional_requests_get_304() {
     }
 }
 
-#[tokio::test]
-async fn a_304_does_not_render() {
-    let s = TestServer::start("").await;
+both_backends!(a_304_does_not_render);
+async fn a_304_does_not_render(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let r = s.get("/public/quad.jpg?w=21").await;
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     s.state.caches.variants.invalidate_all();
@@ -122,9 +122,9 @@ async fn a_304_does_not_render() {
     assert_eq!(s.metric("imgorigin_renders_total").await, before);
 }
 
-#[tokio::test]
-async fn head_has_headers_and_no_body() {
-    let s = TestServer::start("").await;
+both_backends!(head_has_headers_and_no_body);
+async fn head_has_headers_and_no_body(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for path in ["/public/quad.jpg?w=20&fm=webp", "/public/quad.jpg"] {
         let g = s.get(path).await;
         let h = s.client.head(s.url(path)).send().await.unwrap();
@@ -150,9 +150,9 @@ async fn head_has_headers_and_no_body() {
     assert_eq!(r.headers()["allow"], "GET, HEAD");
 }
 
-#[tokio::test]
-async fn traversal_and_bad_keys_are_400() {
-    let s = TestServer::start("").await;
+both_backends!(traversal_and_bad_keys_are_400);
+async fn traversal_and_bad_keys_are_400(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     for target in [
         "/public/../public/quad.jpg",
         "/public/%2e%2e/public/quad.jpg",
@@ -172,9 +172,9 @@ async fn traversal_and_bad_keys_are_400() {
     }
 }
 
-#[tokio::test]
-async fn errors_are_problem_json() {
-    let s = TestServer::start("").await;
+both_backends!(errors_are_problem_json);
+async fn errors_are_problem_json(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let r = s.get("/public/missing.jpg?w=10").await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["cache-control"], "public, max-age=60");
@@ -209,9 +209,9 @@ async fn errors_are_problem_json() {
     assert!(!text.contains("secret-name"), "{text}");
 }
 
-#[tokio::test]
-async fn access_other_public_opens_other_keys_only() {
-    let s = TestServer::start("[access]\nother = \"public\"\n").await;
+both_backends!(access_other_public_opens_other_keys_only);
+async fn access_other_public_opens_other_keys_only(backend: Backend) {
+    let s = TestServer::start_on(backend, "[access]\nother = \"public\"\n").await;
     assert_eq!(s.get("/other/quad.png?w=10").await.status(), 200);
     assert_eq!(s.get("/private/alice/quad.png?w=10").await.status(), 403);
 }
@@ -228,18 +228,18 @@ async fn health_and_ready() {
     assert_eq!(s.get("/api/v1/images").await.status(), 404);
 }
 
-#[tokio::test]
-async fn request_id_is_echoed_or_generated() {
-    let s = TestServer::start("").await;
+both_backends!(request_id_is_echoed_or_generated);
+async fn request_id_is_echoed_or_generated(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     let r = s.get_with("/healthz", &[("x-request-id", "abc-123")]).await;
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let r = s.get("/healthz").await;
     assert!(!r.headers()["x-request-id"].is_empty());
 }
 
-#[tokio::test]
-async fn replaced_original_is_picked_up_after_source_ttl() {
-    let s = TestServer::start("[cache]\nsource_ttl_s = 0\n").await;
+both_backends!(replaced_original_is_picked_up_after_source_ttl);
+async fn replaced_original_is_picked_up_after_source_ttl(backend: Backend) {
+    let s = TestServer::start_on(backend, "[cache]\nsource_ttl_s = 0\n").await;
     let path = s.root.join("public/swap.png");
     std::fs::write(&path, solid_png(8, 8, [255, 0, 0, 255])).unwrap();
     let a = s.get("/public/swap.png?w=4&fm=png").await;

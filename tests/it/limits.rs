@@ -4,9 +4,9 @@ use crate::support::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[tokio::test]
-async fn pixel_bomb_is_refused_from_the_header() {
-    let s = TestServer::start("").await;
+both_backends!(pixel_bomb_is_refused_from_the_header);
+async fn pixel_bomb_is_refused_from_the_header(backend: Backend) {
+    let s = TestServer::start_on(backend, "").await;
     // Warm up allocator and code paths so the RSS comparison measures only the bomb.
     let _ = s.get("/public/quad.png?w=10").await;
     let before = rss_bytes();
@@ -25,17 +25,17 @@ async fn pixel_bomb_is_refused_from_the_header() {
     assert_eq!(s.get("/public/bomb.png").await.status(), 200);
 }
 
-#[tokio::test]
-async fn pixel_limit_is_configurable() {
-    let s = TestServer::start("[limits]\nmax_source_pixels = 3000\n").await;
+both_backends!(pixel_limit_is_configurable);
+async fn pixel_limit_is_configurable(backend: Backend) {
+    let s = TestServer::start_on(backend, "[limits]\nmax_source_pixels = 3000\n").await;
     assert_eq!(s.get("/public/quad.png?w=10").await.status(), 422); // 64x48 = 3072
-    let s = TestServer::start("[limits]\nmax_source_pixels = 3072\n").await;
+    let s = TestServer::start_on(backend, "[limits]\nmax_source_pixels = 3072\n").await;
     assert_eq!(s.get("/public/quad.png?w=10").await.status(), 200);
 }
 
-#[tokio::test]
-async fn source_size_limit_is_413() {
-    let s = TestServer::start("[limits]\nmax_source_bytes = 500\n").await;
+both_backends!(source_size_limit_is_413);
+async fn source_size_limit_is_413(backend: Backend) {
+    let s = TestServer::start_on(backend, "[limits]\nmax_source_bytes = 500\n").await;
     let r = s.get("/public/quad.jpg?w=10").await; // 816 bytes
     assert_eq!(r.status(), 413);
     assert_eq!(r.headers()["cache-control"], "no-store");
@@ -43,9 +43,9 @@ async fn source_size_limit_is_413() {
     assert_eq!(s.get("/public/quad.png?w=10").await.status(), 200);
 }
 
-#[tokio::test]
-async fn max_dimension_limits_cap_dpr() {
-    let s = TestServer::start("[limits]\nmax_width = 100\nmax_height = 100\n").await;
+both_backends!(max_dimension_limits_cap_dpr);
+async fn max_dimension_limits_cap_dpr(backend: Backend) {
+    let s = TestServer::start_on(backend, "[limits]\nmax_width = 100\nmax_height = 100\n").await;
     assert_eq!(s.get("/public/quad.png?w=101").await.status(), 400);
     let img = s
         .image("/public/quad.png?w=80&dpr=2&enlarge=1&fm=png")
@@ -69,10 +69,14 @@ async fn occupy_worker(s: &TestServer) -> std::sync::mpsc::Sender<()> {
     panic!("worker never started");
 }
 
-#[tokio::test]
-async fn concurrent_identical_misses_render_once() {
+both_backends!(concurrent_identical_misses_render_once);
+async fn concurrent_identical_misses_render_once(backend: Backend) {
     let s = Arc::new(
-        TestServer::start("[limits]\ntransform_concurrency = 1\ntransform_queue = 64\n").await,
+        TestServer::start_on(
+            backend,
+            "[limits]\ntransform_concurrency = 1\ntransform_queue = 64\n",
+        )
+        .await,
     );
     let release = occupy_worker(&s).await;
     let mut tasks = Vec::new();
@@ -112,9 +116,13 @@ async fn concurrent_identical_misses_render_once() {
     assert_eq!(s.metric("imgorigin_storage_fetches_total").await, 1.0);
 }
 
-#[tokio::test]
-async fn full_queue_is_503_while_hits_are_served() {
-    let s = TestServer::start("[limits]\ntransform_concurrency = 1\ntransform_queue = 0\n").await;
+both_backends!(full_queue_is_503_while_hits_are_served);
+async fn full_queue_is_503_while_hits_are_served(backend: Backend) {
+    let s = TestServer::start_on(
+        backend,
+        "[limits]\ntransform_concurrency = 1\ntransform_queue = 0\n",
+    )
+    .await;
     assert_eq!(s.get("/public/quad.jpg?w=10").await.status(), 200);
     let release = occupy_worker(&s).await;
     let r = s.get("/public/quad.jpg?w=11").await;
@@ -142,9 +150,9 @@ async fn full_queue_is_503_while_hits_are_served() {
     );
 }
 
-#[tokio::test]
-async fn graceful_shutdown_finishes_in_flight_requests() {
-    let s = TestServer::start("[limits]\ntransform_concurrency = 1\n").await;
+both_backends!(graceful_shutdown_finishes_in_flight_requests);
+async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
+    let s = TestServer::start_on(backend, "[limits]\ntransform_concurrency = 1\n").await;
     let release = occupy_worker(&s).await;
     let url = s.url("/public/quad.jpg?w=13");
     let client = s.client.clone();

@@ -5,4 +5,5 @@ mod delivery;
 mod http;
 mod limits;
 mod regression;
+mod s3;
 mod support;

@@ -1,11 +1,198 @@
 //! Test harness: a real server on 127.0.0.1:0 over a temporary originals folder, plus
-//! helpers to fetch, decode and sample pixels.
+//! helpers to fetch, decode and sample pixels. The folder is either the fs backend's root or,
+//! for `Backend::S3`, a prefix inside a bucket served by an in-process S3 server (s3s +
+//! s3s-fs, SigV4 checked), so fixtures are written to disk the same way for both.
 
+use hyper::body::Incoming;
 use imgorigin::config::Config;
 use imgorigin::{App, AppState};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Which storage backend a `TestServer` reads originals from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Fs,
+    S3,
+}
+
+/// Runs a test body against both backends. Put `both_backends!(name);` where
+/// `#[tokio::test]` would go, above `async fn name(backend: Backend)`; the tests are then
+/// `name::fs` and `name::s3`.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn fs() {
+                super::$name($crate::support::Backend::Fs).await
+            }
+            #[tokio::test]
+            async fn s3() {
+                super::$name($crate::support::Backend::S3).await
+            }
+        }
+    };
+}
+pub(crate) use both_backends;
+
+pub const S3_BUCKET: &str = "test-bucket";
+pub const S3_PREFIX: &str = "originals/";
+pub const S3_ACCESS_KEY: &str = "AKIAIMGORIGINTEST";
+pub const S3_SECRET_KEY: &str = "imgorigin-test-secret-key";
+
+/// What the in-process S3 server does with the next requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// Serve them (s3s + s3s-fs).
+    None = 0,
+    /// Answer every request with an empty 500.
+    Status500 = 1,
+    /// Read the request and never answer.
+    Hang = 2,
+}
+
+/// One request the S3 server received.
+#[derive(Clone, Debug)]
+pub struct S3Call {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub if_none_match: Option<String>,
+}
+
+/// An S3 server on 127.0.0.1:0: s3s over s3s-fs (buckets are sub-folders of `root`), with
+/// SigV4 checked against `S3_ACCESS_KEY` / `S3_SECRET_KEY`, a log of every request and a
+/// switchable fault.
+pub struct S3Server {
+    pub endpoint: String,
+    pub root: PathBuf,
+    calls: Arc<Mutex<Vec<S3Call>>>,
+    fault: Arc<AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Server {
+    pub async fn start(root: &Path) -> S3Server {
+        let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs root");
+        let mut b = s3s::service::S3ServiceBuilder::new(fs);
+        b.set_auth(s3s::auth::SimpleAuth::from_single(
+            S3_ACCESS_KEY,
+            S3_SECRET_KEY,
+        ));
+        let service = b.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let calls: Arc<Mutex<Vec<S3Call>>> = Arc::default();
+        let fault = Arc::new(AtomicU8::new(Fault::None as u8));
+        let (c, f) = (calls.clone(), fault.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (service, calls, fault) = (service.clone(), c.clone(), f.clone());
+                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let (service, calls, fault) = (service.clone(), calls.clone(), fault.clone());
+                    async move {
+                        calls.lock().unwrap().push(S3Call {
+                            method: req.method().to_string(),
+                            path: req.uri().path().to_string(),
+                            query: req.uri().query().unwrap_or("").to_string(),
+                            if_none_match: req
+                                .headers()
+                                .get("if-none-match")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned),
+                        });
+                        match fault.load(Ordering::SeqCst) {
+                            1 => Ok(hyper::Response::builder()
+                                .status(500)
+                                .body(s3s::Body::empty())
+                                .unwrap()),
+                            2 => std::future::pending().await,
+                            _ => service.call(req.map(s3s::Body::from)).await,
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), svc)
+                    .await;
+                });
+            }
+        });
+        S3Server {
+            endpoint,
+            root: root.to_path_buf(),
+            calls,
+            fault,
+            task,
+        }
+    }
+
+    pub fn bucket_dir(&self) -> PathBuf {
+        self.root.join(S3_BUCKET)
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        self.fault.store(f as u8, Ordering::SeqCst);
+    }
+
+    pub fn calls(&self) -> Vec<S3Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// GetObject requests for `key` (below the test prefix).
+    pub fn get_object_calls(&self, key: &str) -> usize {
+        let path = format!("/{S3_BUCKET}/{S3_PREFIX}{key}");
+        self.calls()
+            .iter()
+            // The Rust SDK tags the operation (`?x-id=GetObject`); a plain GET is one too.
+            .filter(|c| {
+                c.method == "GET"
+                    && c.path == path
+                    && (c.query.is_empty() || c.query == "x-id=GetObject")
+            })
+            .count()
+    }
+
+    /// The `[storage.s3]` section pointing at this server.
+    pub fn config_toml(&self) -> String {
+        format!(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = {S3_BUCKET:?}\nendpoint_url = {:?}\nforce_path_style = true\nprefix = {S3_PREFIX:?}\naccess_key_id = {S3_ACCESS_KEY:?}\nsecret_access_key = {S3_SECRET_KEY:?}\n",
+            self.endpoint
+        )
+    }
+
+    /// An SDK client with the right credentials, for changing objects behind the server's back.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                S3_ACCESS_KEY,
+                S3_SECRET_KEY,
+                None,
+                None,
+                "test",
+            ))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -17,7 +204,11 @@ pub struct TestServer {
     pub base: String,
     pub metrics_base: String,
     pub state: Arc<AppState>,
+    /// Where the originals are on disk: the fs root, or the key prefix inside the S3 bucket.
     pub root: PathBuf,
+    pub backend: Backend,
+    /// The S3 server behind `Backend::S3`.
+    pub s3: Option<S3Server>,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -67,20 +258,47 @@ pub fn png_header_only(w: u32, h: u32) -> Vec<u8> {
 }
 
 impl TestServer {
-    /// Starts a server whose config is `extra` TOML on top of test defaults.
+    /// Starts a server on the fs backend whose config is `extra` TOML on top of test defaults.
     pub async fn start(extra: &str) -> TestServer {
+        Self::start_on(Backend::Fs, extra).await
+    }
+
+    /// Like `start`, on the given backend.
+    pub async fn start_on(backend: Backend, extra: &str) -> TestServer {
+        Self::start_with_env(backend, extra, &[]).await
+    }
+
+    /// Like `start_on`, plus `IMGORIGIN__…` overrides (these can replace the test defaults,
+    /// e.g. `IMGORIGIN__STORAGE__S3__READ_TIMEOUT_S`).
+    pub async fn start_with_env(backend: Backend, extra: &str, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("originals");
-        populate(&root);
+        let (root, storage, s3) = match backend {
+            Backend::Fs => {
+                let root = dir.path().join("originals");
+                populate(&root);
+                let toml = format!("[storage.fs]\nroot = {:?}\n", root.to_str().unwrap());
+                (root, toml, None)
+            }
+            Backend::S3 => {
+                let s3_root = dir.path().join("s3");
+                let root = s3_root.join(S3_BUCKET).join(S3_PREFIX);
+                populate(&root);
+                let server = S3Server::start(&s3_root).await;
+                (root, server.config_toml(), Some(server))
+            }
+        };
         let wm = dir.path().join("wm.png");
         std::fs::write(&wm, solid_png(40, 20, [0, 0, 0, 255])).unwrap();
         let toml = format!(
-            "[storage.fs]\nroot = {root:?}\n[watermarks.logo]\nfile = {wm:?}\nposition = \"se\"\nopacity = 1.0\nscale = 0.25\n{extra}",
-            root = root.to_str().unwrap(),
+            "{storage}[watermarks.logo]\nfile = {wm:?}\nposition = \"se\"\nopacity = 1.0\nscale = 0.25\n{extra}",
             wm = wm.to_str().unwrap(),
         );
-        let config = Config::from_toml_and_env(&toml, std::iter::empty()).expect("test config");
-        Self::start_with(config, dir, root).await
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::from_toml_and_env(&toml, env).expect("test config");
+        let mut s = Self::start_with(config, dir, root).await;
+        s.backend = backend;
+        s.s3 = s3;
+        s
     }
 
     pub async fn start_with(config: Config, dir: tempfile::TempDir, root: PathBuf) -> TestServer {
@@ -103,6 +321,8 @@ impl TestServer {
             metrics_base,
             state,
             root,
+            backend: Backend::Fs,
+            s3: None,
             client: reqwest::Client::new(),
             _dir: dir,
             shutdown: Some(tx),
