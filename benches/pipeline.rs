@@ -138,6 +138,7 @@ fn render_benches(c: &mut Criterion) {
     let mut t = Transform::for_format(OutputFormat::Webp, 80);
     t.width = Some(400);
     let opts = RenderOptions {
+        max_output: (8192, 8192),
         max_source_pixels: 100_000_000,
         avif_speed: AVIF_SPEED,
         watermark: None,

@@ -400,6 +400,10 @@ async fn render_variant(
         };
     let max_source_pixels = state.config.limits.max_source_pixels;
     let avif_speed = state.config.format.avif_speed;
+    let max_output = (
+        state.config.limits.max_width,
+        state.config.limits.max_height,
+    );
     let queued_at = Instant::now();
     let metrics_state = state.clone();
     state
@@ -418,6 +422,7 @@ async fn render_variant(
             m.transforms_running.inc();
             let started = Instant::now();
             let opts = RenderOptions {
+                max_output,
                 max_source_pixels,
                 avif_speed,
                 watermark: watermark.as_deref(),

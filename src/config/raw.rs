@@ -249,7 +249,7 @@ impl Default for Format {
             jpeg_quality: 80,
             webp_quality: 80,
             avif_quality: 60,
-            avif_speed: 8,
+            avif_speed: 9,
         }
     }
 }

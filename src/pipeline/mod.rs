@@ -150,6 +150,10 @@ pub struct RenderOptions<'a> {
     /// rav1e speed 1 (slow, small) ..= 10 (fast); clamped to that range.
     pub avif_speed: u8,
     pub watermark: Option<&'a Watermark>,
+    /// Largest output (and intermediate) width and height when upscaling; an output never
+    /// needs to be larger than both this and the source. Guards against `enlarge=1` with an
+    /// extreme aspect ratio planning a gigantic buffer.
+    pub max_output: (u32, u32),
 }
 
 /// An encoded output image.
@@ -262,6 +266,19 @@ pub fn render(
     let region = crop_region(t, oriented)?;
     let plan = geometry::plan_fit(region.w, region.h, t.width, t.height, t.fit, t.enlarge);
     let target = plan.map_or((region.w, region.h), |p| p.resize);
+    let limit = (
+        opts.max_output.0.max(region.w),
+        opts.max_output.1.max(region.h),
+    );
+    if target.0 > limit.0 || target.1 > limit.1 {
+        return Err(PipelineError::InvalidParam {
+            param: "enlarge",
+            detail: format!(
+                "the result would be {}x{}, larger than the {}x{} limit",
+                target.0, target.1, limit.0, limit.1
+            ),
+        });
+    }
 
     // Crop + resize in one resampling pass, in the stored orientation and at the decoded
     // (possibly shrunk) scale.

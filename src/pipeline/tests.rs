@@ -104,6 +104,7 @@ fn encode_as(img: &DynamicImage, f: SourceFormat) -> Vec<u8> {
 
 fn opts() -> RenderOptions<'static> {
     RenderOptions {
+        max_output: (8192, 8192),
         max_source_pixels: 50_000_000,
         avif_speed: 10,
         watermark: None,
@@ -310,6 +311,7 @@ fn pixel_limit_applies_to_every_format() {
         SourceFormat::Gif,
     ] {
         let o = RenderOptions {
+            max_output: (8192, 8192),
             max_source_pixels: 64 * 48 - 1,
             ..opts()
         };
@@ -700,6 +702,7 @@ fn watermark_bottom_right() {
     )));
     let wm = Watermark::from_bytes(&mark, Gravity::SouthEast, 1.0, 0.2).expect("wm");
     let o = RenderOptions {
+        max_output: (8192, 8192),
         watermark: Some(&wm),
         ..opts()
     };
@@ -713,6 +716,7 @@ fn watermark_bottom_right() {
     // Half opacity gives grey.
     let wm = Watermark::from_bytes(&mark, Gravity::NorthWest, 0.5, 0.2).expect("wm");
     let o = RenderOptions {
+        max_output: (8192, 8192),
         watermark: Some(&wm),
         ..opts()
     };
