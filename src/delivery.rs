@@ -93,7 +93,8 @@ pub async fn handle(
         _ if auth::can_read(&Principal::Guest, &key, &state.config.access) => Audience::Public,
         _ => Audience::Private,
     };
-    let client = match principal.identity() {
+    // Only needed on a miss: built lazily so hits don't allocate it.
+    let client = || match principal.identity() {
         Some(id) => format!("u:{id}"),
         None => format!(
             "ip:{}",
@@ -129,22 +130,15 @@ pub async fn handle(
     let (transform, negotiated) = params::resolve(&pending, traits, accept, &state.parse);
     let id = params::variant_id(&key, &original.meta.etag, &transform);
     let etag = headers::strong_etag(&hex::encode(id));
-    let common = ResponseHeads {
-        etag: &etag,
-        last_modified: original.meta.last_modified,
-        cache_control: headers::cache_control(
-            audience,
-            &state.config.cache_control.public,
-            &state.config.cache_control.private,
-        ),
-        vary_accept: negotiated,
-    };
-
-    if is_not_modified(headers, &etag, original.meta.last_modified) {
-        return Ok(with_outcome(
-            common.not_modified(),
-            CacheOutcome::NotModified,
-        ));
+    let common = ResponseHeads::new(
+        state,
+        &etag,
+        original.meta.last_modified,
+        audience,
+        negotiated,
+    );
+    if let Some(r) = common.not_modified_for(headers) {
+        return Ok(r);
     }
 
     let tier = TierLabels {
@@ -157,7 +151,7 @@ pub async fn handle(
         }
         None => {
             state.metrics.cache_misses.get_or_create(&tier).inc();
-            if let Err(e) = state.rate_limits.check_miss(&client) {
+            if let Err(e) = state.rate_limits.check_miss(&client()) {
                 state
                     .metrics
                     .rejected
@@ -213,7 +207,29 @@ struct ResponseHeads<'a> {
     vary_accept: bool,
 }
 
-impl ResponseHeads<'_> {
+impl<'a> ResponseHeads<'a> {
+    fn new(
+        state: &AppState,
+        etag: &'a str,
+        last_modified: std::time::SystemTime,
+        audience: Audience,
+        vary_accept: bool,
+    ) -> Self {
+        let cc = &state.config.cache_control;
+        ResponseHeads {
+            etag,
+            last_modified,
+            cache_control: headers::cache_control(audience, &cc.public, &cc.private),
+            vary_accept,
+        }
+    }
+
+    /// The 304 answer when the request's conditionals match, without touching the body.
+    fn not_modified_for(&self, req: &HeaderMap) -> Option<Response<Body>> {
+        is_not_modified(req, self.etag, self.last_modified)
+            .then(|| with_outcome(self.not_modified(), CacheOutcome::NotModified))
+    }
+
     fn apply(&self, h: &mut HeaderMap) {
         let set = |h: &mut HeaderMap, name, v: &str| {
             if let Ok(v) = HeaderValue::from_str(v) {
@@ -269,21 +285,9 @@ fn serve_original(
         )
     })?;
     let etag = headers::strong_etag(&original.meta.etag);
-    let heads = ResponseHeads {
-        etag: &etag,
-        last_modified: original.meta.last_modified,
-        cache_control: headers::cache_control(
-            audience,
-            &state.config.cache_control.public,
-            &state.config.cache_control.private,
-        ),
-        vary_accept: false,
-    };
-    if is_not_modified(req, &etag, original.meta.last_modified) {
-        return Ok(with_outcome(
-            heads.not_modified(),
-            CacheOutcome::NotModified,
-        ));
+    let heads = ResponseHeads::new(state, &etag, original.meta.last_modified, audience, false);
+    if let Some(r) = heads.not_modified_for(req) {
+        return Ok(r);
     }
     let mut r = heads.ok(content_type, original.body.len());
     if !head_only {
