@@ -56,6 +56,7 @@ impl Workers {
         let permit = self.running.clone().acquire_owned().await;
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let permit = permit.map_err(Error::internal)?;
+        #[allow(clippy::disallowed_methods)] // the one sanctioned place
         let joined = tokio::task::spawn_blocking(move || {
             let out = f();
             drop(permit);

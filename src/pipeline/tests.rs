@@ -1,4 +1,5 @@
 //! End-to-end tests of `render`/`probe` on small images generated here.
+#![allow(clippy::disallowed_methods)] // tests decode outputs to check pixels
 
 use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;

@@ -1,4 +1,6 @@
 //! Integration tests: real HTTP against a server on 127.0.0.1:0.
+// Tests decode outputs directly to check pixels.
+#![allow(clippy::disallowed_methods)]
 
 mod auth;
 mod delivery;
