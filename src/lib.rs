@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod headers;
+pub mod metadata;
 pub mod params;
 pub mod pipeline;
 pub mod server;
