@@ -1,5 +1,6 @@
 //! Integration tests: real HTTP against a server on 127.0.0.1:0.
 
+mod api;
 mod auth;
 mod delivery;
 mod http;
