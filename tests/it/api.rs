@@ -1312,6 +1312,72 @@ async fn register_and_presign_on_fs(db: Db) {
 }
 both_dbs!(register_and_presign_on_fs);
 
+/// API writes count against `rate_limit.writes_per_s` per client; reads do not.
+#[tokio::test]
+async fn api_writes_are_rate_limited() {
+    let Some(api) = Api::start(
+        Db::Sqlite,
+        "[rate_limit]\nenabled = true\nwrites_per_s = 0.01\nmisses_per_s = 100\nburst = 2\n",
+    )
+    .await
+    else {
+        return;
+    };
+    let alice = Who::User("alice");
+    api.upload(alice, "public", png(1)).await;
+    api.upload(alice, "public", png(2)).await;
+    let r = api
+        .send(
+            "POST",
+            "/api/v1/images",
+            alice,
+            Req::Raw("image/png", png(3)),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // Another client has its own budget; reads are not limited.
+    api.upload(Who::User("bob"), "public", png(4)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            api.call("GET", "/api/v1/images", alice, Req::Empty).await.0,
+            200
+        );
+    }
+}
+
+/// A raw upload without Content-Length (chunked) is cut off at the cap while streaming.
+#[tokio::test]
+async fn chunked_upload_over_the_cap_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(api) = Api::start(Db::Sqlite, "[limits]\nmax_upload_bytes = 10000\n").await else {
+        return;
+    };
+    let token = api.token("alice");
+    let addr = api.s.base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/images HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'x'; 4096];
+    // Up to 64 KiB, far past the cap; the server may answer and close before the end.
+    for _ in 0..16 {
+        let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
+        c.extend_from_slice(&chunk);
+        c.extend_from_slice(b"\r\n");
+        if sock.write_all(&c).await.is_err() {
+            break;
+        }
+    }
+    let _ = sock.write_all(b"0\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let _ = sock.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(api.stored_files().is_empty());
+}
+
 /// Cache purge by key and by prefix drops rendered variants on this instance.
 #[tokio::test]
 async fn cache_purge() {
@@ -1444,6 +1510,7 @@ struct FlakyMeta {
     inner: Arc<dyn MetadataStore>,
     fail_insert: Arc<AtomicBool>,
     fail_ready: Arc<AtomicBool>,
+    fail_check: Arc<AtomicBool>,
 }
 
 fn injected() -> MetaError {
@@ -1503,6 +1570,9 @@ impl MetadataStore for FlakyMeta {
         self.inner.stale(older_than).await
     }
     async fn check(&self) -> Result<(), MetaError> {
+        if self.fail_check.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
         self.inner.check().await
     }
 }
@@ -1515,6 +1585,7 @@ async fn fault_injection(db: Db) {
     let Some(url) = db_url(db, dir.path()).await else {
         return;
     };
+    let db_url = url.clone();
     let root = dir.path().join("originals");
     std::fs::create_dir_all(&root).unwrap();
     let storage = format!("[storage.fs]\nroot = {:?}\n", root.to_str().unwrap());
@@ -1522,11 +1593,13 @@ async fn fault_injection(db: Db) {
     let fail_delete = Arc::new(AtomicBool::new(false));
     let fail_insert = Arc::new(AtomicBool::new(false));
     let fail_ready = Arc::new(AtomicBool::new(false));
-    let (fp, fd, fi, fr) = (
+    let fail_check = Arc::new(AtomicBool::new(false));
+    let (fp, fd, fi, fr, fc) = (
         fail_put.clone(),
         fail_delete.clone(),
         fail_insert.clone(),
         fail_ready.clone(),
+        fail_check.clone(),
     );
     let raw_store: Arc<OnceLock<Arc<dyn MetadataStore>>> = Arc::new(OnceLock::new());
     let raw2 = raw_store.clone();
@@ -1549,6 +1622,7 @@ async fn fault_injection(db: Db) {
                         inner: m,
                         fail_insert: fi,
                         fail_ready: fr,
+                        fail_check: fc,
                     }) as Arc<dyn MetadataStore>,
                 )
             })),
@@ -1662,6 +1736,36 @@ async fn fault_injection(db: Db) {
     // And everything works again.
     let (st, _) = attempt().await;
     assert_eq!(st, 201);
+    let files = api.stored_files();
+
+    // /readyz reports the database.
+    assert_eq!(api.s.get("/readyz").await.status(), 200);
+    fail_check.store(true, Ordering::SeqCst);
+    assert_eq!(api.s.get("/readyz").await.status(), 503);
+    fail_check.store(false, Ordering::SeqCst);
+
+    // A real database failure, not a wrapper: the tables are dropped behind the server's
+    // back. The upload fails (503) and stores nothing.
+    let drop_sql = "DROP TABLE shares; DROP TABLE images;";
+    match db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db_url).await.unwrap();
+            sqlx::raw_sql(drop_sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+            sqlx::raw_sql(drop_sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let (st, v) = attempt().await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(
+        api.stored_files(),
+        files,
+        "nothing stored without a database"
+    );
 }
 both_dbs!(fault_injection);
 
