@@ -958,7 +958,8 @@ async fn pagination_under_concurrent_inserts(db: Db) {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
         }
-        tokio::task::yield_now().await;
+        // Between every two pages at least one newer record arrives (plus the writer's).
+        api.upload(Who::User("dave"), "public", tiny.clone()).await;
     }
     writer.await.unwrap();
     let unique: HashSet<&String> = seen.iter().collect();
@@ -971,15 +972,17 @@ async fn pagination_under_concurrent_inserts(db: Db) {
     let want: Vec<&String> = originals.iter().rev().collect();
     assert_eq!(order, want);
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
-    eprintln!(
-        "pagination: {} records seen in {pages} pages, 250 originals + {} concurrent",
-        seen.len(),
-        seen.len() - 250
-    );
     // Filters combine with paging.
     let alice = api.all_ids("&owner=alice").await;
     assert_eq!(alice.len(), 125);
-    assert_eq!(api.all_ids("").await.len(), 310);
+    let total = api.all_ids("").await.len();
+    assert_eq!(total, 250 + 60 + (pages - 1));
+    eprintln!(
+        "pagination: {pages} pages of 7 listed {} records (250 originals + {} that were new when paging began); {} inserted while paging",
+        seen.len(),
+        seen.len() - 250,
+        total - 250
+    );
 }
 both_dbs!(pagination_under_concurrent_inserts);
 
@@ -1172,6 +1175,16 @@ async fn register_and_presign_on_fs(db: Db) {
         )
         .await;
     assert_eq!(st, 501, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("S3"), "{v}");
+    let (st, _) = api
+        .call(
+            "POST",
+            "/api/v1/uploads",
+            Who::Guest,
+            Req::Json(json!({"content_type": "image/png"})),
+        )
+        .await;
+    assert_eq!(st, 401);
     let (st, _) = api
         .call(
             "POST",
