@@ -1155,3 +1155,70 @@ pub(crate) fn too_large(cap: u64) -> Error {
         format!("request body is larger than the limit of {cap} bytes"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn levels_from_keys() {
+        let a = Config::defaults().access;
+        assert_eq!(level_of("public/x.png", &a), (Level::Public, None));
+        assert_eq!(
+            level_of("protected/alice/x.png", &a),
+            (Level::Protected, Some("alice"))
+        );
+        assert_eq!(
+            level_of("private/bob/a/b.png", &a),
+            (Level::Private, Some("bob"))
+        );
+        assert_eq!(level_of("private/x.png", &a), (Level::Private, None));
+        assert_eq!(level_of("other/x.png", &a), (Level::Other, None));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        let r = ImageRecord {
+            id: "abc".into(),
+            key: "public/abc.png".into(),
+            level: Level::Public,
+            owner: None,
+            filename: None,
+            content_type: "image/png".into(),
+            bytes: 1,
+            width: 1,
+            height: 1,
+            sha256: String::new(),
+            tags: vec![],
+            description: None,
+            state: RecordState::Ready,
+            created_at: 1_795_806_318_123_456,
+            updated_at: 0,
+        };
+        let c = encode_cursor(&r);
+        assert_eq!(
+            decode_cursor(&c).unwrap(),
+            (1_795_806_318_123_456, "abc".into())
+        );
+        for bad in ["", "!!", "bm9wZQ", "eC5hYmM"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_paths_are_encoded() {
+        assert_eq!(key_path("public/a b+c?.png"), "/public/a%20b%2Bc%3F.png");
+        assert_eq!(key_path("public/café.png"), "/public/caf%C3%A9.png");
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(normalize_tag("Beach-2026").unwrap(), "beach-2026");
+        for bad in ["", "a b", "a,b", "a%", &"x".repeat(65)] {
+            assert!(normalize_tag(bad).is_err(), "{bad}");
+        }
+        let t = normalize_tags(&["A".into(), "a".into(), "b".into()]).unwrap();
+        assert_eq!(t, ["a", "b"]);
+    }
+}

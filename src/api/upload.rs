@@ -61,13 +61,13 @@ pub(super) async fn read_upload(req: Request, cap: u64) -> Result<UploadBody, Er
         let bad = |e: axum::extract::multipart::MultipartError| {
             Error::bad_request(format!("invalid multipart body: {}", e.body_text()))
         };
+        // Fields before `file` are skipped; together they may not exceed 64 KiB.
+        let mut skipped = 0u64;
         while let Some(mut field) = mp.next_field().await.map_err(bad)? {
             if field.name() != Some("file") {
-                // Other fields are skipped, within the same cap.
-                let mut seen = 0u64;
                 while let Some(c) = field.chunk().await.map_err(bad)? {
-                    seen += c.len() as u64;
-                    if seen > 64 * 1024 {
+                    skipped += c.len() as u64;
+                    if skipped > 64 * 1024 {
                         return Err(Error::bad_request(
                             "multipart fields other than `file` must be small",
                         ));
