@@ -45,7 +45,11 @@ fn warm_request(c: &mut Criterion) {
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, image::ImageFormat::Jpeg).unwrap();
     std::fs::write(root.join("public/photo.jpg"), buf.into_inner()).unwrap();
-    let toml = format!("[storage.fs]\nroot = {:?}\n", root.to_str().unwrap());
+    let toml = format!(
+        "[storage.fs]\nroot = {:?}\n[metadata]\nurl = \"sqlite://{}\"\n",
+        root.to_str().unwrap(),
+        dir.path().join("meta.db").to_str().unwrap()
+    );
     let config = Config::from_toml_and_env(&toml, std::iter::empty()).unwrap();
     let app = rt.block_on(imgorigin::build_app(config)).unwrap();
     let state = app.state.clone();

@@ -70,6 +70,13 @@ pub async fn handle(
         ));
     }
     let parsed = params::parse(uri.query(), &state.parse)?;
+    // A share link is honoured only while its share exists, unrevoked, for this key;
+    // checked on every request, cache hits included.
+    if let Some(share) = &parsed.share
+        && matches!(principal, Principal::Signed(_) | Principal::EdgeVerified)
+    {
+        crate::api::check_share(state, share, &key).await?;
+    }
     let share_max_age = state.config.cache_control.share_max_age;
     let audience = match &principal {
         Principal::Signed(grant) => {

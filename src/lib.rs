@@ -2,12 +2,14 @@
 //! request path runs server → delivery → auth, params, cache, storage, workers, pipeline,
 //! headers.
 
+pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod headers;
+pub mod metadata;
 pub mod params;
 pub mod pipeline;
 pub mod server;
@@ -15,4 +17,6 @@ pub mod storage;
 pub mod telemetry;
 pub mod workers;
 
-pub use server::{App, AppState, StartError, build_app, build_app_with_storage};
+pub use server::{
+    App, AppState, StartError, build_app, build_app_with_parts, build_app_with_storage,
+};

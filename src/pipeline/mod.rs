@@ -142,6 +142,21 @@ pub fn probe(input: &[u8]) -> Result<SourceInfo, PipelineError> {
     })
 }
 
+/// Upload validation: the header (format, dimensions, at most `max_pixels`) and then a
+/// full decode with the decoders delivery uses (JPEG scaled by 1/8 in the IDCT: every
+/// entropy-coded byte is still read, so truncation is found, at a fraction of the cost).
+pub fn check(input: &[u8], max_pixels: u64) -> Result<SourceInfo, PipelineError> {
+    let h = detect::read_header(input)?;
+    check_pixels(&h, max_pixels)?;
+    decode::decode(input, &h, 8, max_pixels)?;
+    Ok(SourceInfo {
+        format: h.format,
+        width: h.width,
+        height: h.height,
+        has_alpha: h.has_alpha,
+    })
+}
+
 /// Server-side settings for one render.
 #[derive(Clone, Copy, Debug)]
 pub struct RenderOptions<'a> {

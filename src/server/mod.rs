@@ -6,6 +6,7 @@ mod problem;
 pub use problem::error_response;
 
 use crate::auth::Authenticator;
+use crate::auth::cloudfront::UrlSigner;
 use crate::auth::jwt::{JwtSettings, JwtVerifier, KeySource};
 use crate::auth::local::LocalIssuer;
 use crate::auth::ratelimit::RateLimits;
@@ -13,6 +14,7 @@ use crate::cache::Caches;
 use crate::config::{Config, StorageConfig};
 use crate::delivery::{self, CacheOutcome};
 use crate::error::{Error, ErrorKind};
+use crate::metadata::MetadataStore;
 use crate::params::ParseSettings;
 use crate::pipeline::Watermark;
 use crate::storage::Storage;
@@ -44,7 +46,14 @@ pub struct AppState {
     pub metrics: Metrics,
     pub parse: ParseSettings,
     pub watermarks: HashMap<String, Arc<Watermark>>,
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Signs share links (`cloudfront.signing_key_file`); `None` when not configured.
+    pub signer: Option<UrlSigner>,
 }
+
+/// Records still `pending` or `deleting` after this long belong to a process that died;
+/// the start-up sweep removes them with their originals.
+pub const STALE_AFTER_S: i64 = 3600;
 
 /// A built server, not yet listening.
 pub struct App {
@@ -79,7 +88,38 @@ pub async fn build_app_with_storage(
     config: Config,
     storage: Arc<dyn Storage>,
 ) -> Result<App, StartError> {
+    build_app_with_parts(config, storage, None).await
+}
+
+/// Like `build_app_with_storage`, with a given metadata store (tests inject failing
+/// ones); `None` opens `metadata.url` and applies the migrations.
+pub async fn build_app_with_parts(
+    config: Config,
+    storage: Arc<dyn Storage>,
+    metadata: Option<Arc<dyn MetadataStore>>,
+) -> Result<App, StartError> {
     install_crypto_provider();
+    let metadata = match metadata {
+        Some(m) => m,
+        None => crate::metadata::open(&config.metadata_url)
+            .await
+            .map_err(|e| StartError(format!("metadata.url: {e}")))?,
+    };
+    let signer = match &config.auth.signing {
+        Some((file, key_pair_id)) => {
+            let pem = std::fs::read_to_string(file).map_err(|e| {
+                StartError(format!(
+                    "cloudfront.signing_key_file: cannot read {}: {e}",
+                    file.display()
+                ))
+            })?;
+            Some(
+                UrlSigner::from_pem(&pem, key_pair_id)
+                    .map_err(|e| StartError(format!("cloudfront.signing_key_file: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let mut watermarks = HashMap::new();
     for (name, w) in &config.watermarks {
         let bytes = std::fs::read(&w.file).map_err(|e| {
@@ -112,11 +152,15 @@ pub async fn build_app_with_storage(
         storage,
         auth,
         rate_limits,
+        metadata,
+        signer,
         config,
     };
-    Ok(App {
-        state: Arc::new(state),
-    })
+    let state = Arc::new(state);
+    // Finish or undo uploads and deletes that an earlier process left half-done.
+    let sweep_state = state.clone();
+    tokio::spawn(async move { crate::api::sweep(&sweep_state, STALE_AFTER_S).await });
+    Ok(App { state })
 }
 
 /// JWT verifiers (Cognito, local issuer) and the rest of the request authentication.
@@ -157,6 +201,7 @@ impl App {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .merge(crate::api::routes())
             .route("/api", axum::routing::any(api_placeholder))
             .route("/api/{*rest}", axum::routing::any(api_placeholder))
             .fallback(delivery_route)
@@ -224,10 +269,16 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response<Body> {
-    match state.storage.check().await {
+    if let Err(e) = state.storage.check().await {
+        return error_response(
+            &Error::new(ErrorKind::ServiceUnavailable, "storage is not reachable").with_cause(e),
+            &state.config.cache_control.not_found,
+        );
+    }
+    match state.metadata.check().await {
         Ok(()) => Response::new(Body::from("ready\n")),
         Err(e) => error_response(
-            &Error::new(ErrorKind::ServiceUnavailable, "storage is not reachable").with_cause(e),
+            &Error::new(ErrorKind::ServiceUnavailable, "metadata is not reachable").with_cause(e),
             &state.config.cache_control.not_found,
         ),
     }

@@ -225,7 +225,9 @@ async fn health_and_ready() {
     let r = s.get("/readyz").await;
     assert_eq!(r.status(), 503);
     assert_eq!(s.get("/healthz").await.status(), 200);
-    assert_eq!(s.get("/api/v1/images").await.status(), 404);
+    // The API prefix is never a key: unknown API routes are 404 problems.
+    assert_eq!(s.get("/api/v1/nothing-here").await.status(), 404);
+    assert_eq!(s.get("/api/v1/openapi.json").await.status(), 200);
 }
 
 both_backends!(request_id_is_echoed_or_generated);

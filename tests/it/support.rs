@@ -289,8 +289,17 @@ impl TestServer {
         };
         let wm = dir.path().join("wm.png");
         std::fs::write(&wm, solid_png(40, 20, [0, 0, 0, 255])).unwrap();
+        // Each server gets its own metadata database unless the test names one.
+        let metadata = if extra.contains("[metadata]") {
+            String::new()
+        } else {
+            format!(
+                "[metadata]\nurl = \"sqlite://{}\"\n",
+                dir.path().join("meta.db").to_str().unwrap()
+            )
+        };
         let toml = format!(
-            "{storage}[watermarks.logo]\nfile = {wm:?}\nposition = \"se\"\nopacity = 1.0\nscale = 0.25\n{extra}",
+            "{storage}{metadata}[watermarks.logo]\nfile = {wm:?}\nposition = \"se\"\nopacity = 1.0\nscale = 0.25\n{extra}",
             wm = wm.to_str().unwrap(),
         );
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
