@@ -311,6 +311,20 @@ fn visibility(p: &Principal, a: &crate::config::AccessConfig) -> Visibility {
 }
 
 /// A ready record the caller may read; 404 otherwise (existence is not revealed).
+/// The caller and a record they own (or administer): signed in, may read it (else 404),
+/// owner or admin (else 403). The preamble of every per-image write.
+async fn owned_record(
+    state: &AppState,
+    req: &Parts,
+    id: &str,
+) -> Result<(Caller, ImageRecord), Error> {
+    let c = caller(state, req).await?;
+    c.require_auth()?;
+    let rec = load_readable(state, &c, id).await?;
+    c.require_owner(&rec)?;
+    Ok((c, rec))
+}
+
 async fn load_readable(state: &AppState, c: &Caller, id: &str) -> Result<ImageRecord, Error> {
     let r = state.metadata.get(id).await?;
     match r {
@@ -504,10 +518,7 @@ async fn patch_image(
 ) -> Response<Body> {
     let (req, body) = req.into_parts();
     let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        let rec = load_readable(&state, &c, &id).await?;
-        c.require_owner(&rec)?;
+        let (c, _) = owned_record(&state, &req, &id).await?;
         check_write(&state, &c)?;
         let body: PatchBody = read_json(&req, body).await?;
         if let Some(Some(f)) = &body.filename {
@@ -546,10 +557,7 @@ async fn delete_image(
 ) -> Response<Body> {
     let (req, _body) = req.into_parts();
     let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        let rec = load_readable(&state, &c, &id).await?;
-        c.require_owner(&rec)?;
+        let (c, rec) = owned_record(&state, &req, &id).await?;
         check_write(&state, &c)?;
         delete_record_and_original(&state, &rec).await?;
         Ok(no_content())
@@ -947,10 +955,7 @@ async fn create_share(
 ) -> Response<Body> {
     let (req, body) = req.into_parts();
     let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        let rec = load_readable(&state, &c, &id).await?;
-        c.require_owner(&rec)?;
+        let (c, rec) = owned_record(&state, &req, &id).await?;
         check_write(&state, &c)?;
         let body: ShareBody = read_json(&req, body).await?;
         let Some(signer) = &state.signer else {
@@ -1016,10 +1021,7 @@ async fn list_shares(
 ) -> Response<Body> {
     let (req, _body) = req.into_parts();
     let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        let rec = load_readable(&state, &c, &id).await?;
-        c.require_owner(&rec)?;
+        let (_, rec) = owned_record(&state, &req, &id).await?;
         let shares = state.metadata.list_shares(&rec.id).await?;
         let items: Vec<Value> = shares.iter().map(|s| share_json(&state, s)).collect();
         Ok(json_response(StatusCode::OK, &json!({"items": items})))
