@@ -359,3 +359,76 @@ async fn sigterm_finishes_in_flight_request_and_exits_zero() {
     assert!(out.contains("shutdown signal received"), "{out}");
     assert!(out.contains("\"status\":201"), "{out}");
 }
+
+/// deploy/config.production.toml passes `imgorigin check-config` once the files it names
+/// exist (here: in a temporary folder instead of /run/imgorigin and /etc/imgorigin).
+#[test]
+fn production_example_config_passes_check_config() {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    std::fs::write(
+        dir.path().join("cf-signing-key.pem"),
+        key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("cf-public.pem"),
+        key.to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("origin-secret"),
+        "origin-secret-0123456789\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("edge-verified-secret"),
+        "edge-secret-0123456789\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/config.production.toml"
+    ))
+    .unwrap();
+    assert!(text.contains("/run/imgorigin/") && text.contains("/etc/imgorigin/"));
+    let text = text
+        .replace("/run/imgorigin/", &format!("{d}/"))
+        .replace("/etc/imgorigin/", &format!("{d}/"));
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgorigin"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .env_remove("IMGORIGIN__METADATA__URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(stdout.contains("postgres://"), "{stdout}");
+
+    // Without the secret files it must refuse to start, naming the keys.
+    let missing = Command::new(env!("CARGO_BIN_EXE_imgorigin"))
+        .arg("--config")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/config.production.toml"
+        ))
+        .arg("check-config")
+        .output()
+        .unwrap();
+    if !Path::new("/run/imgorigin/origin-secret").exists() {
+        assert_eq!(missing.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("cloudfront.origin_secret_file"));
+    }
+}
