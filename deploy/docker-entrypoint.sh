@@ -4,7 +4,8 @@
 # reaches it directly). Variables that are unset leave existing files alone.
 set -eu
 umask 077
-dir=/run/imgorigin
+dir=${IMGORIGIN_SECRETS_DIR:-/run/imgorigin}   # overridable for tests only
+bin=${IMGORIGIN_BIN:-/usr/local/bin/imgorigin}
 write() { # write VAR FILE
     eval "val=\${$1:-}"
     if [ -n "$val" ]; then
@@ -27,4 +28,4 @@ if [ -n "${IMGORIGIN_DB_URL:-}" ] && [ -n "${IMGORIGIN_DB_PASSWORD:-}" ]; then
     export IMGORIGIN__METADATA__URL="postgres://${rest%%@*}:${IMGORIGIN_DB_PASSWORD}@${rest#*@}"
     unset IMGORIGIN_DB_PASSWORD
 fi
-exec /usr/local/bin/imgorigin "$@"
+exec "$bin" "$@"

@@ -432,3 +432,77 @@ fn production_example_config_passes_check_config() {
         assert!(String::from_utf8_lossy(&missing.stderr).contains("cloudfront.origin_secret_file"));
     }
 }
+
+/// deploy/docker-entrypoint.sh, as ECS runs it: secrets arrive as environment variables,
+/// become 0600 files, the key pair id and the database password reach the config, and the
+/// production example config checks out.
+#[test]
+fn container_entrypoint_turns_secrets_into_a_valid_config() {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let private = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let public = key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/config.production.toml"
+    ))
+    .unwrap()
+    .replace("/run/imgorigin/", &format!("{d}/"));
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new("sh")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/docker-entrypoint.sh"
+        ))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .env("IMGORIGIN_SECRETS_DIR", d)
+        .env("IMGORIGIN_BIN", env!("CARGO_BIN_EXE_imgorigin"))
+        .env(
+            "IMGORIGIN_ORIGIN_SECRET",
+            "Abcdefghij0123456789Abcdefghij01",
+        )
+        .env("IMGORIGIN_SIGNING_KEY_PEM", private.trim_end())
+        .env("IMGORIGIN_PUBLIC_KEY_PEM", public.trim_end())
+        .env("IMGORIGIN_KEY_PAIR_ID", "K1ENTRYPOINTTEST")
+        .env(
+            "IMGORIGIN_DB_URL",
+            "postgres://imgorigin@db.example.internal:5432/imgorigin?sslmode=require",
+        )
+        .env("IMGORIGIN_DB_PASSWORD", "dbpassword0123456789")
+        .env_remove("IMGORIGIN__METADATA__URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("postgres://imgorigin:***@db.example.internal:5432/imgorigin"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("dbpassword0123456789"), "{stdout}");
+    for (file, want) in [
+        (
+            "origin-secret",
+            "Abcdefghij0123456789Abcdefghij01\n".to_string(),
+        ),
+        ("cf-signing-key.pem", format!("{}\n", private.trim_end())),
+        ("cf-public.pem", format!("{}\n", public.trim_end())),
+    ] {
+        let p = dir.path().join(file);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), want, "{file}");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+}
