@@ -70,7 +70,10 @@ fn main() -> ExitCode {
             println!("  listen          {}", config.server.listen);
             println!("  metrics_listen  {}", config.server.metrics_listen);
             println!("  storage         {:?}", config.storage);
-            println!("  metadata        {}", config.metadata_url);
+            println!(
+                "  metadata        {}",
+                redact_password(&config.metadata_url)
+            );
             println!(
                 "  workers         {} (+{} queued)",
                 config.limits.transform_concurrency, config.limits.transform_queue
@@ -187,4 +190,20 @@ fn sign_url(
     } else {
         signer.sign_canned(url, expires)
     })
+}
+
+/// `scheme://user:password@host/…` with the password replaced, for printing.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_string(),
+    }
 }

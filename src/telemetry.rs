@@ -2,34 +2,66 @@
 //! state), so several apps in one test process do not see each other's counts. Label values
 //! are bounded sets: routes, status codes, tiers, never keys or URLs.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Route {
-    Image,
-    Original,
-    Health,
-    Ready,
-    Api,
-    Other,
+/// A label-value enum encoded as its lowercase snake-case name (`route="image"`), which is
+/// what dashboards and docs/operations.md use; the derive would emit the variant name.
+macro_rules! label_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+    };
 }
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Tier {
-    Variant,
-    Original,
-}
+label_enum!(
+    /// Which handler answered a request (`route` label).
+    Route {
+        Image => "image",
+        Original => "original",
+        Health => "health",
+        Ready => "ready",
+        Api => "api",
+        Other => "other",
+    }
+);
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Stage {
-    Render,
-    Queue,
-}
+label_enum!(
+    /// A cache tier (`tier` label).
+    Tier {
+        Variant => "variant",
+        Original => "original",
+    }
+);
+
+label_enum!(
+    /// A transform stage (`stage` label).
+    Stage {
+        Render => "render",
+        Queue => "queue",
+    }
+);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {

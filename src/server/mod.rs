@@ -294,6 +294,9 @@ async fn api_placeholder(State(state): State<Arc<AppState>>) -> Response<Body> {
 async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
     let m = &state.metrics;
     m.queue_depth.set(state.workers.queue_depth() as i64);
+    // moka counts sizes lazily; settle pending inserts so the gauges are current.
+    state.caches.variants.run_pending_tasks().await;
+    state.caches.originals.run_pending_tasks().await;
     m.cache_bytes
         .get_or_create(&TierLabels {
             tier: Tier::Variant,

@@ -89,7 +89,7 @@ async fn concurrent_identical_misses_render_once(backend: Backend) {
     }
     // All 32 are in: each counted a variant miss while the worker is busy.
     for _ in 0..1000 {
-        if s.metric("imgorigin_cache_misses_total{tier=\"Variant\"}")
+        if s.metric("imgorigin_cache_misses_total{tier=\"variant\"}")
             .await
             >= 32.0
         {
@@ -98,7 +98,7 @@ async fn concurrent_identical_misses_render_once(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(
-        s.metric("imgorigin_cache_misses_total{tier=\"Variant\"}")
+        s.metric("imgorigin_cache_misses_total{tier=\"variant\"}")
             .await,
         32.0
     );

@@ -7,6 +7,7 @@ mod auth;
 mod delivery;
 mod http;
 mod limits;
+mod ops;
 mod regression;
 mod s3;
 mod support;
