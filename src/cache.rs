@@ -9,14 +9,10 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One rendered image, with its response headers' values precomputed.
+/// One rendered image. Its ETag is not stored: it is the variant id, known before lookup.
 pub struct Variant {
     pub body: Bytes,
     pub content_type: &'static str,
-    /// Quoted strong ETag.
-    pub etag: String,
-    pub width: u32,
-    pub height: u32,
     /// Object key of the original, for purges by key or prefix.
     pub key: Arc<str>,
 }

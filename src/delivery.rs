@@ -120,6 +120,7 @@ pub async fn handle(
     };
 
     let info = original.probe.clone()?;
+    // Also checked inside the pipeline; here it refuses before taking a worker slot.
     let pixels = info.width as u64 * info.height as u64;
     if pixels > state.config.limits.max_source_pixels {
         return Err(pipeline::PipelineError::TooManyPixels {
@@ -168,13 +169,7 @@ pub async fn handle(
                     .inc();
                 return Err(e);
             }
-            let render = render_variant(
-                state.clone(),
-                original.clone(),
-                transform,
-                key.clone(),
-                etag.clone(),
-            );
+            let render = render_variant(state.clone(), original.clone(), transform, key.clone());
             let v = state
                 .caches
                 .variants
@@ -398,7 +393,6 @@ async fn render_variant(
     original: Arc<Original>,
     t: Transform,
     key: String,
-    etag: String,
 ) -> Result<Arc<Variant>, Error> {
     let watermark =
         match &t.watermark {
@@ -471,9 +465,6 @@ async fn render_variant(
     Ok(Arc::new(Variant {
         content_type: rendered.format.content_type(),
         body: bytes::Bytes::from(rendered.bytes),
-        etag,
-        width: rendered.width,
-        height: rendered.height,
         key: key.into(),
     }))
 }
