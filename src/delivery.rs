@@ -17,13 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// How a delivery response was produced; read by the request log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -58,7 +51,7 @@ pub async fn handle(
         ));
     }
     let key = key::from_path(uri.path())?;
-    let now = unix_now();
+    let now = crate::unix_now();
     let principal = state
         .auth
         .principal(headers, Some((uri.path(), uri.query())), peer, now)
@@ -75,7 +68,7 @@ pub async fn handle(
     if let Some(share) = &parsed.share
         && matches!(principal, Principal::Signed(_) | Principal::EdgeVerified)
     {
-        crate::api::check_share(state, share, &key).await?;
+        check_share(state, share, &key).await?;
     }
     let share_max_age = state.config.cache_control.share_max_age;
     let audience = match &principal {
@@ -467,4 +460,26 @@ async fn render_variant(
         body: bytes::Bytes::from(rendered.bytes),
         key: key.into(),
     }))
+}
+
+/// Delivery side of shares: a signed request carrying `share=<id>` is served only while
+/// that share exists, is neither revoked nor expired, and is for this key.
+async fn check_share(state: &AppState, share_id: &str, key: &str) -> Result<(), Error> {
+    let refuse = |why: &str| {
+        Error::new(ErrorKind::Forbidden, "this share link is not valid").with_cause(why.to_string())
+    };
+    let share = state.metadata.get_share(share_id).await?;
+    let Some(s) = share else {
+        return Err(refuse("unknown share id"));
+    };
+    if s.revoked_at.is_some() {
+        return Err(refuse("share revoked"));
+    }
+    if s.expires_at <= crate::unix_now() as i64 {
+        return Err(refuse("share expired"));
+    }
+    if s.key != key {
+        return Err(refuse("share is for another key"));
+    }
+    Ok(())
 }

@@ -20,3 +20,11 @@ pub mod workers;
 pub use server::{
     App, AppState, StartError, build_app, build_app_with_parts, build_app_with_storage,
 };
+
+/// Seconds since the Unix epoch (signature expiries, token times, share lifetimes).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

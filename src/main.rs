@@ -174,11 +174,7 @@ fn sign_url(
     {
         return Err(format!("--policy-ip: `{ip}` is not an IPv4/IPv6 CIDR"));
     }
-    let expires = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        + expires_in;
+    let expires = imgorigin::unix_now() + expires_in;
     Ok(if policy_ip.is_some() || resource.is_some() {
         signer.sign_custom(
             url,

@@ -100,13 +100,6 @@ fn no_content() -> Response<Body> {
     r
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Who is calling, and under which name the rate limiter counts them.
 pub(crate) struct Caller {
     pub principal: Principal,
@@ -153,7 +146,7 @@ async fn caller(state: &AppState, req: &Parts) -> Result<Caller, Error> {
     // Signed URLs grant delivery only: no signed target here.
     let principal = state
         .auth
-        .principal(&req.headers, None, peer, unix_now())
+        .principal(&req.headers, None, peer, crate::unix_now())
         .await?;
     let client = match &principal {
         Principal::User { id, .. } => format!("u:{id}"),
@@ -893,7 +886,7 @@ async fn presign_upload(State(state): State<Arc<AppState>>, req: Request) -> Res
                 "url": url,
                 "method": "PUT",
                 "headers": {"Content-Type": body.content_type},
-                "expires_at": metadata::rfc3339_secs((unix_now() + PRESIGN_TTL_S) as i64),
+                "expires_at": metadata::rfc3339_secs((crate::unix_now() + PRESIGN_TTL_S) as i64),
                 "register": "/api/v1/images/register",
             }),
         ))
@@ -985,7 +978,7 @@ async fn create_share(
                 Some(p.to_string())
             }
         };
-        let now = unix_now();
+        let now = crate::unix_now();
         let share = Share {
             id: metadata::new_id(),
             image_id: rec.id.clone(),
@@ -1057,28 +1050,6 @@ async fn revoke_share(
     }
     .await;
     finish(&state, r)
-}
-
-/// Delivery side of shares: a signed request carrying `share=<id>` is served only while
-/// that share exists, is neither revoked nor expired, and is for this key.
-pub async fn check_share(state: &AppState, share_id: &str, key: &str) -> Result<(), Error> {
-    let refuse = |why: &str| {
-        Error::new(ErrorKind::Forbidden, "this share link is not valid").with_cause(why.to_string())
-    };
-    let share = state.metadata.get_share(share_id).await?;
-    let Some(s) = share else {
-        return Err(refuse("unknown share id"));
-    };
-    if s.revoked_at.is_some() {
-        return Err(refuse("share revoked"));
-    }
-    if s.expires_at <= unix_now() as i64 {
-        return Err(refuse("share expired"));
-    }
-    if s.key != key {
-        return Err(refuse("share is for another key"));
-    }
-    Ok(())
 }
 
 // ---- cache purge, OpenAPI -------------------------------------------------------------

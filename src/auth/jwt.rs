@@ -150,10 +150,7 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<Value>(token, &key, &v)
             .map_err(|e| err(format!("token rejected: {e}")))?;
         let claims = data.claims;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::unix_now();
         if let Some(iat) = claims.get("iat") {
             let iat = iat.as_u64().ok_or_else(|| err("iat is not a number"))?;
             if iat > now + s.leeway_s {

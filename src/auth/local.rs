@@ -49,10 +49,7 @@ impl LocalIssuer {
 
     /// A signed ID token for `sub`, valid for `ttl`.
     pub fn mint(&self, sub: &str, groups: &[String], ttl: Duration) -> Result<String, String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::unix_now();
         let claims = serde_json::json!({
             "sub": sub,
             "iss": self.issuer,
