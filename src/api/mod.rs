@@ -13,7 +13,7 @@ mod upload;
 use crate::auth::{self, Principal};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{self, ImageRecord, Level, ListQuery, Patch, RecordState, Share, Visibility};
-use crate::server::{AppState, error_response};
+use crate::server::AppState;
 use crate::storage::key;
 use axum::Router;
 use axum::body::Body;
@@ -56,30 +56,25 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/cache/purge", post(purge_cache))
         .route("/api/v1/openapi.json", get(openapi_json))
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(no_store))
         // Bodies are read with our own caps (uploads: `limits.max_upload_bytes`).
         .layer(DefaultBodyLimit::disable())
 }
 
 type ApiResult = Result<Response<Body>, Error>;
 
-/// API answers depend on who asks: never stored by shared caches.
-fn finish(_state: &AppState, r: ApiResult) -> Response<Body> {
-    let mut resp = match r {
-        Ok(r) => r,
-        Err(e) => error_response(&e, "no-store"),
-    };
+/// API answers depend on who asks: never stored by shared caches. One layer for every
+/// `/api/v1` response, errors and fallbacks included.
+async fn no_store(mut resp: Response<Body>) -> Response<Body> {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
-async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response<Body> {
-    finish(
-        &state,
-        Err(Error::new(
-            ErrorKind::MethodNotAllowed,
-            "method not allowed on this API route",
-        )),
+async fn method_not_allowed() -> Error {
+    Error::new(
+        ErrorKind::MethodNotAllowed,
+        "method not allowed on this API route",
     )
 }
 
@@ -359,92 +354,84 @@ fn decode_cursor(s: &str) -> Result<(i64, String), Error> {
     Ok((at, id.to_string()))
 }
 
-async fn list_images(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+async fn list_images(State(state): State<Arc<AppState>>, req: Request) -> ApiResult {
     let (req, _body) = req.into_parts();
-    let r = async {
-        let c = caller(&state, &req).await?;
-        let p: ListParams = read_query(&req)?;
-        let owner = match p.owner.as_deref() {
-            None | Some("") => None,
-            Some("me") => match &c.principal {
-                Principal::User { id, .. } => Some(id.clone()),
-                Principal::Admin => {
-                    return Err(Error::bad_request(
-                        "`owner=me` needs a user identity; an API key has none",
-                    ));
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Unauthorized,
-                        "`owner=me` needs authentication",
-                    ));
-                }
-            },
-            Some(id) => Some(id.to_string()),
-        };
-        let level = match p.level.as_deref() {
-            None | Some("") => None,
-            Some(l) => Some(Level::parse(l).ok_or_else(|| {
-                Error::bad_request("invalid `level`: public, protected, private or other")
-            })?),
-        };
-        let limit = match p.limit.as_deref() {
-            None | Some("") => DEFAULT_PAGE,
-            Some(l) => l
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| {
-                    Error::bad_request(format!("invalid `limit`: an integer 1..={MAX_PAGE}"))
-                })?,
-        };
-        let tag = match p.tag.as_deref() {
-            None | Some("") => None,
-            Some(t) => Some(normalize_tag(t)?),
-        };
-        let before = match p.cursor.as_deref() {
-            None | Some("") => None,
-            Some(s) => Some(decode_cursor(s)?),
-        };
-        let q = ListQuery {
-            visible: visibility(&c.principal, &state.config.access),
-            owner,
-            level,
-            tag,
-            limit: limit + 1,
-            before,
-        };
-        let mut items = state.metadata.list(&q).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next = if more {
-            items.last().map(encode_cursor)
-        } else {
-            None
-        };
-        let items: Vec<Value> = items.iter().map(|r| record_json(&state, r)).collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"items": items, "next_cursor": next}),
-        ))
-    }
-    .await;
-    finish(&state, r)
+    let c = caller(&state, &req).await?;
+    let p: ListParams = read_query(&req)?;
+    let owner = match p.owner.as_deref() {
+        None | Some("") => None,
+        Some("me") => match &c.principal {
+            Principal::User { id, .. } => Some(id.clone()),
+            Principal::Admin => {
+                return Err(Error::bad_request(
+                    "`owner=me` needs a user identity; an API key has none",
+                ));
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Unauthorized,
+                    "`owner=me` needs authentication",
+                ));
+            }
+        },
+        Some(id) => Some(id.to_string()),
+    };
+    let level = match p.level.as_deref() {
+        None | Some("") => None,
+        Some(l) => Some(Level::parse(l).ok_or_else(|| {
+            Error::bad_request("invalid `level`: public, protected, private or other")
+        })?),
+    };
+    let limit = match p.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                Error::bad_request(format!("invalid `limit`: an integer 1..={MAX_PAGE}"))
+            })?,
+    };
+    let tag = match p.tag.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(normalize_tag(t)?),
+    };
+    let before = match p.cursor.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(decode_cursor(s)?),
+    };
+    let q = ListQuery {
+        visible: visibility(&c.principal, &state.config.access),
+        owner,
+        level,
+        tag,
+        limit: limit + 1,
+        before,
+    };
+    let mut items = state.metadata.list(&q).await?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = if more {
+        items.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let items: Vec<Value> = items.iter().map(|r| record_json(&state, r)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
 }
 
 async fn get_image(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     req: Request,
-) -> Response<Body> {
+) -> ApiResult {
     let (req, _body) = req.into_parts();
-    let r = async {
-        let c = caller(&state, &req).await?;
-        let r = load_readable(&state, &c, &id).await?;
-        Ok(json_response(StatusCode::OK, &record_json(&state, &r)))
-    }
-    .await;
-    finish(&state, r)
+    let c = caller(&state, &req).await?;
+    let r = load_readable(&state, &c, &id).await?;
+    Ok(json_response(StatusCode::OK, &record_json(&state, &r)))
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
@@ -508,55 +495,47 @@ async fn patch_image(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     req: Request,
-) -> Response<Body> {
+) -> ApiResult {
     let (req, body) = req.into_parts();
-    let r = async {
-        let (c, _) = owned_record(&state, &req, &id).await?;
-        check_write(&state, &c)?;
-        let body: PatchBody = read_json(&req, body).await?;
-        if let Some(Some(f)) = &body.filename {
-            check_filename(f)?;
-        }
-        if let Some(Some(d)) = &body.description
-            && d.chars().count() > 4000
-        {
-            return Err(Error::bad_request(
-                "invalid `description`: at most 4000 characters",
-            ));
-        }
-        let patch = Patch {
-            filename: body.filename,
-            tags: body.tags.as_deref().map(normalize_tags).transpose()?,
-            description: body.description,
-        };
-        let updated = state
-            .metadata
-            .update(&id, &patch, metadata::now_micros())
-            .await?
-            .ok_or_else(Error::not_found)?;
-        Ok(json_response(
-            StatusCode::OK,
-            &record_json(&state, &updated),
-        ))
+    let (c, _) = owned_record(&state, &req, &id).await?;
+    check_write(&state, &c)?;
+    let body: PatchBody = read_json(&req, body).await?;
+    if let Some(Some(f)) = &body.filename {
+        check_filename(f)?;
     }
-    .await;
-    finish(&state, r)
+    if let Some(Some(d)) = &body.description
+        && d.chars().count() > 4000
+    {
+        return Err(Error::bad_request(
+            "invalid `description`: at most 4000 characters",
+        ));
+    }
+    let patch = Patch {
+        filename: body.filename,
+        tags: body.tags.as_deref().map(normalize_tags).transpose()?,
+        description: body.description,
+    };
+    let updated = state
+        .metadata
+        .update(&id, &patch, metadata::now_micros())
+        .await?
+        .ok_or_else(Error::not_found)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &record_json(&state, &updated),
+    ))
 }
 
 async fn delete_image(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     req: Request,
-) -> Response<Body> {
+) -> ApiResult {
     let (req, _body) = req.into_parts();
-    let r = async {
-        let (c, rec) = owned_record(&state, &req, &id).await?;
-        check_write(&state, &c)?;
-        delete_record_and_original(&state, &rec).await?;
-        Ok(no_content())
-    }
-    .await;
-    finish(&state, r)
+    let (c, rec) = owned_record(&state, &req, &id).await?;
+    check_write(&state, &c)?;
+    delete_record_and_original(&state, &rec).await?;
+    Ok(no_content())
 }
 
 /// Record hidden (`deleting`) → original deleted → record and shares deleted → cached
@@ -688,65 +667,59 @@ fn new_key_prefix(
     Ok((prefix, owner))
 }
 
-async fn upload_image(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+async fn upload_image(State(state): State<Arc<AppState>>, req: Request) -> ApiResult {
     let (req, body) = req.into_parts();
-    let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        check_write(&state, &c)?;
-        let p: UploadParams = read_query(&req)?;
-        let level = match p.level.as_deref() {
-            None | Some("") => Level::Public,
-            Some(l) => Level::parse(l)
-                .filter(|l| *l != Level::Other)
-                .ok_or_else(|| {
-                    Error::bad_request("invalid `level`: public, protected or private")
-                })?,
-        };
-        if let Some(f) = &p.filename {
-            check_filename(f)?;
-        }
-        let (prefix, owner) = new_key_prefix(&state, &c, level, p.owner.as_deref())?;
-        let body = upload::read_upload(
-            Request::from_parts(req, body),
-            state.config.limits.max_upload_bytes,
-        )
-        .await?;
-        let filename = p.filename.or(body.filename);
-        if let Some(f) = &filename {
-            check_filename(f)?;
-        }
-        let checked = upload::validate(&state, body.bytes).await?;
-        let id = metadata::new_id();
-        let key = format!("{prefix}{id}.{}", checked.ext);
-        key::validate(&key)?;
-        let now = metadata::now_micros();
-        let rec = ImageRecord {
-            id,
-            key,
-            level,
-            owner,
-            filename,
-            content_type: checked.content_type.to_string(),
-            bytes: checked.bytes.len() as i64,
-            width: i64::from(checked.width),
-            height: i64::from(checked.height),
-            sha256: checked.sha256.clone(),
-            tags: Vec::new(),
-            description: None,
-            state: RecordState::Pending,
-            created_at: now,
-            updated_at: now,
-        };
-        let rec = upload::store(&state, rec, checked.bytes).await?;
-        let mut resp = json_response(StatusCode::CREATED, &record_json(&state, &rec));
-        if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/images/{}", rec.id)) {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        Ok(resp)
+    let c = caller(&state, &req).await?;
+    c.require_auth()?;
+    check_write(&state, &c)?;
+    let p: UploadParams = read_query(&req)?;
+    let level = match p.level.as_deref() {
+        None | Some("") => Level::Public,
+        Some(l) => Level::parse(l)
+            .filter(|l| *l != Level::Other)
+            .ok_or_else(|| Error::bad_request("invalid `level`: public, protected or private"))?,
+    };
+    if let Some(f) = &p.filename {
+        check_filename(f)?;
     }
-    .await;
-    finish(&state, r)
+    let (prefix, owner) = new_key_prefix(&state, &c, level, p.owner.as_deref())?;
+    let body = upload::read_upload(
+        Request::from_parts(req, body),
+        state.config.limits.max_upload_bytes,
+    )
+    .await?;
+    let filename = p.filename.or(body.filename);
+    if let Some(f) = &filename {
+        check_filename(f)?;
+    }
+    let checked = upload::validate(&state, body.bytes).await?;
+    let id = metadata::new_id();
+    let key = format!("{prefix}{id}.{}", checked.ext);
+    key::validate(&key)?;
+    let now = metadata::now_micros();
+    let rec = ImageRecord {
+        id,
+        key,
+        level,
+        owner,
+        filename,
+        content_type: checked.content_type.to_string(),
+        bytes: checked.bytes.len() as i64,
+        width: i64::from(checked.width),
+        height: i64::from(checked.height),
+        sha256: checked.sha256.clone(),
+        tags: Vec::new(),
+        description: None,
+        state: RecordState::Pending,
+        created_at: now,
+        updated_at: now,
+    };
+    let rec = upload::store(&state, rec, checked.bytes).await?;
+    let mut resp = json_response(StatusCode::CREATED, &record_json(&state, &rec));
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/images/{}", rec.id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -756,19 +729,18 @@ struct RegisterBody {
     filename: Option<String>,
 }
 
-async fn register_image(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+async fn register_image(State(state): State<Arc<AppState>>, req: Request) -> ApiResult {
     let (req, body) = req.into_parts();
-    let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        check_write(&state, &c)?;
-        let body: RegisterBody = read_json(&req, body).await?;
-        key::validate(&body.key)?;
-        if let Some(f) = &body.filename {
-            check_filename(f)?;
-        }
-        let (level, key_identity) = level_of(&body.key, &state.config.access);
-        let owner = match level {
+    let c = caller(&state, &req).await?;
+    c.require_auth()?;
+    check_write(&state, &c)?;
+    let body: RegisterBody = read_json(&req, body).await?;
+    key::validate(&body.key)?;
+    if let Some(f) = &body.filename {
+        check_filename(f)?;
+    }
+    let (level, key_identity) = level_of(&body.key, &state.config.access);
+    let owner = match level {
             Level::Protected | Level::Private => Some(
                 key_identity
                     .ok_or_else(|| {
@@ -781,56 +753,56 @@ async fn register_image(State(state): State<Arc<AppState>>, req: Request) -> Res
             Level::Public => c.principal.identity().map(str::to_owned),
             Level::Other => None,
         };
-        let allowed = match &c.principal {
-            Principal::Admin => true,
-            Principal::User { id, .. } => match level {
-                Level::Public => true,
-                Level::Protected | Level::Private => owner.as_deref() == Some(id.as_str()),
-                Level::Other => false,
-            },
-            _ => false,
-        };
-        if !allowed {
-            return Err(Error::new(
-                ErrorKind::Forbidden,
-                "only the owner of the key's prefix or an admin may register it",
-            ));
-        }
-        let obj = match state
-            .storage
-            .get(&body.key, state.config.limits.max_upload_bytes)
-            .await
-        {
-            Ok(o) => o,
-            Err(crate::storage::StorageError::NotFound) => {
-                return Err(Error::new(ErrorKind::NotFound, "no object at this key"));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let checked = upload::validate(&state, obj.body).await?;
-        let now = metadata::now_micros();
-        let rec = ImageRecord {
-            id: metadata::new_id(),
-            key: body.key,
-            level,
-            owner,
-            filename: body.filename,
-            content_type: checked.content_type.to_string(),
-            bytes: checked.bytes.len() as i64,
-            width: i64::from(checked.width),
-            height: i64::from(checked.height),
-            sha256: checked.sha256,
-            tags: Vec::new(),
-            description: None,
-            state: RecordState::Ready,
-            created_at: now,
-            updated_at: now,
-        };
-        state.metadata.insert(&rec).await?;
-        Ok(json_response(StatusCode::CREATED, &record_json(&state, &rec)))
+    let allowed = match &c.principal {
+        Principal::Admin => true,
+        Principal::User { id, .. } => match level {
+            Level::Public => true,
+            Level::Protected | Level::Private => owner.as_deref() == Some(id.as_str()),
+            Level::Other => false,
+        },
+        _ => false,
+    };
+    if !allowed {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            "only the owner of the key's prefix or an admin may register it",
+        ));
     }
-    .await;
-    finish(&state, r)
+    let obj = match state
+        .storage
+        .get(&body.key, state.config.limits.max_upload_bytes)
+        .await
+    {
+        Ok(o) => o,
+        Err(crate::storage::StorageError::NotFound) => {
+            return Err(Error::new(ErrorKind::NotFound, "no object at this key"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let checked = upload::validate(&state, obj.body).await?;
+    let now = metadata::now_micros();
+    let rec = ImageRecord {
+        id: metadata::new_id(),
+        key: body.key,
+        level,
+        owner,
+        filename: body.filename,
+        content_type: checked.content_type.to_string(),
+        bytes: checked.bytes.len() as i64,
+        width: i64::from(checked.width),
+        height: i64::from(checked.height),
+        sha256: checked.sha256,
+        tags: Vec::new(),
+        description: None,
+        state: RecordState::Ready,
+        created_at: now,
+        updated_at: now,
+    };
+    state.metadata.insert(&rec).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &record_json(&state, &rec),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -841,31 +813,28 @@ struct PresignBody {
     owner: Option<String>,
 }
 
-async fn presign_upload(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+async fn presign_upload(State(state): State<Arc<AppState>>, req: Request) -> ApiResult {
     let (req, body) = req.into_parts();
-    let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        check_write(&state, &c)?;
-        let body: PresignBody = read_json(&req, body).await?;
-        let level = match body.level.as_deref() {
-            None | Some("") => Level::Public,
-            Some(l) => Level::parse(l)
-                .filter(|l| *l != Level::Other)
-                .ok_or_else(|| {
-                    Error::bad_request("invalid `level`: public, protected or private")
-                })?,
-        };
-        let ext = upload::ext_for_content_type(&body.content_type).ok_or_else(|| {
-            Error::new(
-                ErrorKind::UnsupportedMediaType,
-                "content_type must be image/jpeg, image/png, image/webp or image/gif",
-            )
-        })?;
-        let (prefix, _owner) = new_key_prefix(&state, &c, level, body.owner.as_deref())?;
-        let key = format!("{prefix}{}.{ext}", metadata::new_id());
-        key::validate(&key)?;
-        let url = state
+    let c = caller(&state, &req).await?;
+    c.require_auth()?;
+    check_write(&state, &c)?;
+    let body: PresignBody = read_json(&req, body).await?;
+    let level = match body.level.as_deref() {
+        None | Some("") => Level::Public,
+        Some(l) => Level::parse(l)
+            .filter(|l| *l != Level::Other)
+            .ok_or_else(|| Error::bad_request("invalid `level`: public, protected or private"))?,
+    };
+    let ext = upload::ext_for_content_type(&body.content_type).ok_or_else(|| {
+        Error::new(
+            ErrorKind::UnsupportedMediaType,
+            "content_type must be image/jpeg, image/png, image/webp or image/gif",
+        )
+    })?;
+    let (prefix, _owner) = new_key_prefix(&state, &c, level, body.owner.as_deref())?;
+    let key = format!("{prefix}{}.{ext}", metadata::new_id());
+    key::validate(&key)?;
+    let url = state
             .storage
             .presign_put(
                 &key,
@@ -879,20 +848,17 @@ async fn presign_upload(State(state): State<Arc<AppState>>, req: Request) -> Res
                     "presigned uploads need the S3 storage backend; upload through POST /api/v1/images instead",
                 )
             })?;
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({
-                "key": key,
-                "url": url,
-                "method": "PUT",
-                "headers": {"Content-Type": body.content_type},
-                "expires_at": metadata::rfc3339_secs((crate::unix_now() + PRESIGN_TTL_S) as i64),
-                "register": "/api/v1/images/register",
-            }),
-        ))
-    }
-    .await;
-    finish(&state, r)
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "key": key,
+            "url": url,
+            "method": "PUT",
+            "headers": {"Content-Type": body.content_type},
+            "expires_at": metadata::rfc3339_secs((crate::unix_now() + PRESIGN_TTL_S) as i64),
+            "register": "/api/v1/images/register",
+        }),
+    ))
 }
 
 // ---- shares ---------------------------------------------------------------------------
@@ -945,111 +911,99 @@ async fn create_share(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     req: Request,
-) -> Response<Body> {
+) -> ApiResult {
     let (req, body) = req.into_parts();
-    let r = async {
-        let (c, rec) = owned_record(&state, &req, &id).await?;
-        check_write(&state, &c)?;
-        let body: ShareBody = read_json(&req, body).await?;
-        let Some(signer) = &state.signer else {
-            return Err(Error::new(
-                ErrorKind::ServiceUnavailable,
-                "share links are not configured: set cloudfront.signing_key_file, cloudfront.signing_key_pair_id and cloudfront.public_base_urls",
-            ));
-        };
-        let max = state.config.shares_max_ttl_s;
-        if body.expires_in == 0 || body.expires_in > max {
-            return Err(Error::bad_request(format!(
-                "invalid `expires_in`: 1..={max} seconds (shares.max_ttl_s)"
-            )));
-        }
-        let params = match body.params.as_deref().map(|p| p.trim_start_matches('?')) {
-            None | Some("") => None,
-            Some(p) => {
-                for pair in p.split('&') {
-                    let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
-                    if RESERVED_PARAMS.contains(&name) {
-                        return Err(Error::bad_request(format!(
-                            "invalid `params`: `{name}` is set by the share itself"
-                        )));
-                    }
-                }
-                crate::params::parse(Some(p), &state.parse)?;
-                Some(p.to_string())
-            }
-        };
-        let now = crate::unix_now();
-        let share = Share {
-            id: metadata::new_id(),
-            image_id: rec.id.clone(),
-            key: rec.key.clone(),
-            params,
-            created_by: c.principal.identity().map(str::to_owned),
-            created_at: metadata::now_micros(),
-            expires_at: (now + body.expires_in) as i64,
-            revoked_at: None,
-        };
-        state.metadata.insert_share(&share).await?;
-        let url = signer.sign_canned(
-            &share_unsigned_url(&state, &share.key, share.params.as_deref(), &share.id),
-            share.expires_at as u64,
-        );
-        Ok(json_response(
-            StatusCode::CREATED,
-            &json!({
-                "id": share.id,
-                "url": url,
-                "expires_at": metadata::rfc3339_secs(share.expires_at),
-            }),
-        ))
+    let (c, rec) = owned_record(&state, &req, &id).await?;
+    check_write(&state, &c)?;
+    let body: ShareBody = read_json(&req, body).await?;
+    let Some(signer) = &state.signer else {
+        return Err(Error::new(
+            ErrorKind::ServiceUnavailable,
+            "share links are not configured: set cloudfront.signing_key_file, cloudfront.signing_key_pair_id and cloudfront.public_base_urls",
+        ));
+    };
+    let max = state.config.shares_max_ttl_s;
+    if body.expires_in == 0 || body.expires_in > max {
+        return Err(Error::bad_request(format!(
+            "invalid `expires_in`: 1..={max} seconds (shares.max_ttl_s)"
+        )));
     }
-    .await;
-    finish(&state, r)
+    let params = match body.params.as_deref().map(|p| p.trim_start_matches('?')) {
+        None | Some("") => None,
+        Some(p) => {
+            for pair in p.split('&') {
+                let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
+                if RESERVED_PARAMS.contains(&name) {
+                    return Err(Error::bad_request(format!(
+                        "invalid `params`: `{name}` is set by the share itself"
+                    )));
+                }
+            }
+            crate::params::parse(Some(p), &state.parse)?;
+            Some(p.to_string())
+        }
+    };
+    let now = crate::unix_now();
+    let share = Share {
+        id: metadata::new_id(),
+        image_id: rec.id.clone(),
+        key: rec.key.clone(),
+        params,
+        created_by: c.principal.identity().map(str::to_owned),
+        created_at: metadata::now_micros(),
+        expires_at: (now + body.expires_in) as i64,
+        revoked_at: None,
+    };
+    state.metadata.insert_share(&share).await?;
+    let url = signer.sign_canned(
+        &share_unsigned_url(&state, &share.key, share.params.as_deref(), &share.id),
+        share.expires_at as u64,
+    );
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "id": share.id,
+            "url": url,
+            "expires_at": metadata::rfc3339_secs(share.expires_at),
+        }),
+    ))
 }
 
 async fn list_shares(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     req: Request,
-) -> Response<Body> {
+) -> ApiResult {
     let (req, _body) = req.into_parts();
-    let r = async {
-        let (_, rec) = owned_record(&state, &req, &id).await?;
-        let shares = state.metadata.list_shares(&rec.id).await?;
-        let items: Vec<Value> = shares.iter().map(|s| share_json(&state, s)).collect();
-        Ok(json_response(StatusCode::OK, &json!({"items": items})))
-    }
-    .await;
-    finish(&state, r)
+    let (_, rec) = owned_record(&state, &req, &id).await?;
+    let shares = state.metadata.list_shares(&rec.id).await?;
+    let items: Vec<Value> = shares.iter().map(|s| share_json(&state, s)).collect();
+    Ok(json_response(StatusCode::OK, &json!({"items": items})))
 }
 
 async fn revoke_share(
     State(state): State<Arc<AppState>>,
     Path(share_id): Path<String>,
     req: Request,
-) -> Response<Body> {
+) -> ApiResult {
     let (req, _body) = req.into_parts();
-    let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        let share = state
-            .metadata
-            .get_share(&share_id)
-            .await?
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "no such share"))?;
-        let rec = load_readable(&state, &c, &share.image_id)
-            .await
-            .map_err(|_| Error::new(ErrorKind::NotFound, "no such share"))?;
-        c.require_owner(&rec)?;
-        check_write(&state, &c)?;
-        state
-            .metadata
-            .revoke_share(&share.id, metadata::now_micros())
-            .await?;
-        Ok(no_content())
-    }
-    .await;
-    finish(&state, r)
+    let c = caller(&state, &req).await?;
+    c.require_auth()?;
+    let share = state
+        .metadata
+        .get_share(&share_id)
+        .await?
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, "no such share"))?;
+    let rec = load_readable(&state, &c, &share.image_id)
+        .await
+        .map_err(|_| Error::new(ErrorKind::NotFound, "no such share"))?;
+    c.require_owner(&rec)?;
+    check_write(&state, &c)?;
+    state
+        .metadata
+        .revoke_share(&share.id, metadata::now_micros())
+        .await?;
+    Ok(no_content())
 }
 
 // ---- cache purge, OpenAPI -------------------------------------------------------------
@@ -1061,49 +1015,42 @@ struct PurgeBody {
     prefix: Option<String>,
 }
 
-async fn purge_cache(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+async fn purge_cache(State(state): State<Arc<AppState>>, req: Request) -> ApiResult {
     let (req, body) = req.into_parts();
-    let r = async {
-        let c = caller(&state, &req).await?;
-        c.require_auth()?;
-        if !c.principal.is_admin() {
-            return Err(Error::new(
-                ErrorKind::Forbidden,
-                "only an admin may purge the cache",
-            ));
-        }
-        check_write(&state, &c)?;
-        let body: PurgeBody = read_json(&req, body).await?;
-        match (body.key, body.prefix) {
-            (Some(k), None) => {
-                key::validate(&k)?;
-                state.caches.purge_key(&k).await;
-                Ok(json_response(
-                    StatusCode::OK,
-                    &json!({"purged": {"key": k}}),
-                ))
-            }
-            (None, Some(p)) if !p.is_empty() => {
-                state.caches.purge_prefix(&p);
-                Ok(json_response(
-                    StatusCode::OK,
-                    &json!({"purged": {"prefix": p}}),
-                ))
-            }
-            _ => Err(Error::bad_request(
-                "give exactly one of `key` or a non-empty `prefix`",
-            )),
-        }
+    let c = caller(&state, &req).await?;
+    c.require_auth()?;
+    if !c.principal.is_admin() {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            "only an admin may purge the cache",
+        ));
     }
-    .await;
-    finish(&state, r)
+    check_write(&state, &c)?;
+    let body: PurgeBody = read_json(&req, body).await?;
+    match (body.key, body.prefix) {
+        (Some(k), None) => {
+            key::validate(&k)?;
+            state.caches.purge_key(&k).await;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"purged": {"key": k}}),
+            ))
+        }
+        (None, Some(p)) if !p.is_empty() => {
+            state.caches.purge_prefix(&p);
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"purged": {"prefix": p}}),
+            ))
+        }
+        _ => Err(Error::bad_request(
+            "give exactly one of `key` or a non-empty `prefix`",
+        )),
+    }
 }
 
-async fn openapi_json(State(state): State<Arc<AppState>>) -> Response<Body> {
-    finish(
-        &state,
-        Ok(json_response(StatusCode::OK, &openapi::document())),
-    )
+async fn openapi_json() -> Response<Body> {
+    json_response(StatusCode::OK, &openapi::document())
 }
 
 /// Collects a body up to `cap` bytes (413 beyond).

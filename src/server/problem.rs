@@ -50,3 +50,12 @@ pub fn error_response(e: &Error, not_found_cache_control: &str) -> Response<Body
     r.extensions_mut().insert(ErrorCause(cause));
     r
 }
+
+/// Lets handlers return `Result<_, Error>`. Without access to the config this uses
+/// `no-store` for 404s too; delivery calls `error_response` itself to use
+/// `cache_control.not_found`.
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> Response<Body> {
+        error_response(&self, "no-store")
+    }
+}
