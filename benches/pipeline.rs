@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use imgorigin::cache::Decoded;
 use imgorigin::params::{OutputFormat, Transform};
 use imgorigin::pipeline::bench::{self, Pixels};
-use imgorigin::pipeline::{RenderOptions, render};
+use imgorigin::pipeline::{RenderOptions, render, render_with};
 
 /// The AVIF speed we would default to for on-the-fly encoding: measured on a 400×300 photo,
 /// speed 9 takes about half the time of 8 for ~2% larger files; 10 is ~3× faster again
@@ -147,6 +148,20 @@ fn render_benches(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("jpeg-12mp-to-webp-w400", |b| {
         b.iter(|| render(black_box(&jpeg), &t, &opts).expect("render"))
+    });
+    // A miss-jpeg request: decode at the shrink-on-load scale, resize, encode; and the same
+    // with the decode already kept by the decoded-originals tier (another width of the
+    // same original was rendered before).
+    let mut t = Transform::for_format(OutputFormat::Jpeg, 80);
+    t.width = Some(800);
+    g.bench_function("jpeg-12mp-to-jpeg-w800", |b| {
+        b.iter(|| render(black_box(&jpeg), &t, &opts).expect("render"))
+    });
+    let tier = Decoded::new(256 << 20);
+    let kept = tier.of("camera.jpg", "etag");
+    render_with(&jpeg, &t, &opts, Some(&kept)).expect("render");
+    g.bench_function("jpeg-12mp-to-jpeg-w800-kept-decode", |b| {
+        b.iter(|| render_with(black_box(&jpeg), &t, &opts, Some(&kept)).expect("render"))
     });
     g.finish();
 }

@@ -1,11 +1,12 @@
-//! In-memory tiers, weighed by bytes: rendered variants and originals. Concurrent identical
-//! misses are computed once (moka's `try_get_with` coalesces them). Entries are immutable;
-//! a hit is a refcount bump on `Bytes`.
+//! In-memory tiers, weighed by bytes: rendered variants, originals, and decoded originals.
+//! Concurrent identical misses are computed once (moka's `try_get_with` coalesces them).
+//! Entries are immutable; a hit is a refcount bump on `Bytes` or the pixels' `Arc`.
 
 use crate::error::Error;
-use crate::pipeline::SourceInfo;
+use crate::pipeline::{DecodedSource, DecodedSources, PipelineError, SourceInfo};
 use crate::storage::ObjectMeta;
 use bytes::Bytes;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +33,110 @@ pub type VariantId = [u8; 16];
 pub struct Caches {
     pub variants: moka::future::Cache<VariantId, Arc<Variant>>,
     pub originals: moka::future::Cache<Arc<str>, Arc<Original>>,
+    pub decoded: Decoded,
+}
+
+/// Which decode of which original: a new version (ETag) is another entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct DecodedKey {
+    key: Arc<str>,
+    etag: Arc<str>,
+    scale: u32,
+}
+
+/// Decoded originals (pixels after colour conversion, at the JPEG shrink-on-load scale a
+/// render chose). A page asks for several widths of one image (`srcset`); each new width
+/// then costs a resample and an encode instead of a full decode.
+pub struct Decoded {
+    cache: moka::sync::Cache<DecodedKey, Arc<DecodedSource>>,
+    /// Larger decodes bypass the tier: one would evict everything else.
+    max_entry: u64,
+}
+
+impl Decoded {
+    pub fn new(bytes: u64) -> Self {
+        Decoded {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|k: &DecodedKey, v: &Arc<DecodedSource>| {
+                    weight(v.pixel_bytes() + k.key.len() + k.etag.len())
+                })
+                .support_invalidation_closures()
+                .build(),
+            max_entry: bytes / 4,
+        }
+    }
+
+    /// The decodes of one version of one original.
+    pub fn of<'a>(&'a self, key: &str, etag: &str) -> DecodedOf<'a> {
+        DecodedOf {
+            tier: self,
+            key: key.into(),
+            etag: etag.into(),
+            decoded: Cell::new(false),
+        }
+    }
+
+    /// Bytes held, with pending inserts and evictions settled.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+}
+
+/// [`Decoded`] narrowed to one original version, as the pipeline sees it.
+pub struct DecodedOf<'a> {
+    tier: &'a Decoded,
+    key: Arc<str>,
+    etag: Arc<str>,
+    decoded: Cell<bool>,
+}
+
+impl DecodedOf<'_> {
+    /// Whether the render had to decode (a miss) rather than start from kept pixels.
+    pub fn decoded(&self) -> bool {
+        self.decoded.get()
+    }
+
+    fn key(&self, scale: u32) -> DecodedKey {
+        DecodedKey {
+            key: self.key.clone(),
+            etag: self.etag.clone(),
+            scale,
+        }
+    }
+}
+
+impl DecodedSources for DecodedOf<'_> {
+    fn get_or_decode(
+        &self,
+        scale: u32,
+        estimate: u64,
+        decode: &mut dyn FnMut() -> Result<DecodedSource, PipelineError>,
+    ) -> Result<Arc<DecodedSource>, PipelineError> {
+        let mut decode = || {
+            self.decoded.set(true);
+            decode().map(Arc::new)
+        };
+        if estimate > self.tier.max_entry {
+            return decode();
+        }
+        let cache = &self.tier.cache;
+        if let Some(hit) = cache.get(&self.key(scale)) {
+            return Ok(hit);
+        }
+        // A finer decode serves as well: more to resample, nothing to decode.
+        let mut finer = scale;
+        while finer > 1 {
+            finer /= 2;
+            if let Some(hit) = cache.get(&self.key(finer)) {
+                return Ok(hit);
+            }
+        }
+        cache
+            .try_get_with(self.key(scale), decode)
+            .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone()))
+    }
 }
 
 fn weight(len: usize) -> u32 {
@@ -40,7 +145,7 @@ fn weight(len: usize) -> u32 {
 }
 
 impl Caches {
-    pub fn new(variant_bytes: u64, source_bytes: u64) -> Self {
+    pub fn new(variant_bytes: u64, source_bytes: u64, decoded_bytes: u64) -> Self {
         Caches {
             variants: moka::future::Cache::builder()
                 .max_capacity(variant_bytes)
@@ -52,6 +157,7 @@ impl Caches {
                 .weigher(|k: &Arc<str>, v: &Arc<Original>| weight(v.body.len() + k.len()))
                 .support_invalidation_closures()
                 .build(),
+            decoded: Decoded::new(decoded_bytes),
         }
     }
 
@@ -59,6 +165,11 @@ impl Caches {
     pub async fn purge_key(&self, key: &str) {
         self.originals.invalidate(key).await;
         let key: Arc<str> = key.into();
+        let k2 = key.clone();
+        let _ = self
+            .decoded
+            .cache
+            .invalidate_entries_if(move |k, _| *k.key == *k2);
         let _ = self
             .variants
             .invalidate_entries_if(move |_, v| *v.key == *key);
@@ -68,6 +179,11 @@ impl Caches {
     pub fn purge_prefix(&self, prefix: &str) {
         let p1: Arc<str> = prefix.into();
         let p2 = p1.clone();
+        let p3 = p1.clone();
+        let _ = self
+            .decoded
+            .cache
+            .invalidate_entries_if(move |k, _| k.key.starts_with(&*p3));
         let _ = self
             .variants
             .invalidate_entries_if(move |_, v| v.key.starts_with(&*p1));

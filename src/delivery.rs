@@ -404,6 +404,7 @@ async fn render_variant(
     );
     let queued_at = Instant::now();
     let metrics_state = state.clone();
+    let key_for_render = key.clone();
     state
         .metrics
         .queue_depth
@@ -425,7 +426,19 @@ async fn render_variant(
                 avif_speed,
                 watermark: watermark.as_deref(),
             };
-            let out = pipeline::render(&original.body, &t, &opts);
+            let kept = metrics_state
+                .caches
+                .decoded
+                .of(&key_for_render, &original.meta.etag);
+            let out = pipeline::render_with(&original.body, &t, &opts, Some(&kept));
+            let tier = TierLabels {
+                tier: Tier::Decoded,
+            };
+            if kept.decoded() {
+                m.cache_misses.get_or_create(&tier).inc();
+            } else {
+                m.cache_hits.get_or_create(&tier).inc();
+            }
             m.transforms_running.dec();
             m.renders.inc();
             m.transform_seconds

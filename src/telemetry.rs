@@ -52,6 +52,7 @@ label_enum!(
     Tier {
         Variant => "variant",
         Original => "original",
+        Decoded => "decoded",
     }
 );
 

@@ -139,6 +139,7 @@ impl std::fmt::Debug for S3StaticCredentials {
 pub struct CacheConfig {
     pub variant_bytes: u64,
     pub source_bytes: u64,
+    pub decoded_bytes: u64,
     pub source_ttl: Duration,
 }
 
@@ -496,6 +497,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let cache = CacheConfig {
         variant_bytes: raw.cache.variant_bytes.0,
         source_bytes: raw.cache.source_bytes.0,
+        decoded_bytes: raw.cache.decoded_bytes.0,
         source_ttl: Duration::from_secs(raw.cache.source_ttl_s),
     };
 

@@ -188,6 +188,7 @@ pub fn parse_byte_size(s: &str) -> Result<u64, String> {
 pub struct Cache {
     pub variant_bytes: ByteSize,
     pub source_bytes: ByteSize,
+    pub decoded_bytes: ByteSize,
     pub source_ttl_s: u64,
 }
 
@@ -196,6 +197,7 @@ impl Default for Cache {
         Cache {
             variant_bytes: ByteSize(256 << 20),
             source_bytes: ByteSize(256 << 20),
+            decoded_bytes: ByteSize(256 << 20),
             source_ttl_s: 60,
         }
     }

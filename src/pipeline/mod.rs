@@ -39,6 +39,9 @@ mod tests;
 
 pub use watermark::Watermark;
 
+use std::sync::Arc;
+
+use image::DynamicImage;
 use image::metadata::Orientation;
 
 use crate::params::{Gravity, OutputFormat, Transform};
@@ -181,7 +184,7 @@ pub struct Rendered {
 }
 
 /// Why a render failed. Messages are meant for clients: short, no internals.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum PipelineError {
     /// Not an image format we decode (→ 415).
     #[error("{0}")]
@@ -198,6 +201,33 @@ pub enum PipelineError {
     /// Our failure (→ 500).
     #[error("{0}")]
     Encode(String),
+}
+
+/// One original's pixels after decoding and colour conversion, at 1/`scale` of the stored
+/// size (JPEG shrink-on-load) and in stored orientation: where every transform of that
+/// original starts, so it can be kept between renders.
+pub struct DecodedSource {
+    image: DynamicImage,
+    orientation: Orientation,
+}
+
+impl DecodedSource {
+    /// Bytes of pixel data held.
+    pub fn pixel_bytes(&self) -> usize {
+        self.image.as_bytes().len()
+    }
+}
+
+/// Where [`render_with`] keeps decoded sources between renders of the same original.
+pub trait DecodedSources {
+    /// The decode at 1/`scale` (1, 2, 4 or 8) or a finer kept one; otherwise `decode()`'s,
+    /// which may be kept for later renders. `estimate` is its size in bytes.
+    fn get_or_decode(
+        &self,
+        scale: u32,
+        estimate: u64,
+        decode: &mut dyn FnMut() -> Result<DecodedSource, PipelineError>,
+    ) -> Result<Arc<DecodedSource>, PipelineError>;
 }
 
 /// Refuses headers declaring more than `limit` pixels.
@@ -253,6 +283,16 @@ pub fn render(
     t: &Transform,
     opts: &RenderOptions,
 ) -> Result<Rendered, PipelineError> {
+    render_with(input, t, opts, None)
+}
+
+/// [`render`], starting from a decode kept in `sources` when there is one.
+pub fn render_with(
+    input: &[u8],
+    t: &Transform,
+    opts: &RenderOptions,
+    sources: Option<&dyn DecodedSources>,
+) -> Result<Rendered, PipelineError> {
     let header = detect::read_header(input)?;
     check_pixels(&header, opts.max_source_pixels)?;
 
@@ -270,13 +310,30 @@ pub fn render(
         None => 1,
     };
 
-    let decoded = decode::decode(input, &header, shrink, opts.max_source_pixels)?;
-    let mut img = decoded.image;
-    if let Some(icc) = &decoded.icc {
-        color::to_srgb(&mut img, icc);
-    }
+    let mut decode = || {
+        let decoded = decode::decode(input, &header, shrink, opts.max_source_pixels)?;
+        let mut image = decoded.image;
+        if let Some(icc) = &decoded.icc {
+            color::to_srgb(&mut image, icc);
+        }
+        Ok(DecodedSource {
+            image,
+            orientation: decoded.orientation,
+        })
+    };
+    let source = match sources {
+        Some(kept) => {
+            let channels = if header.has_alpha { 4 } else { 3 };
+            let estimate = u64::from(header.width.div_ceil(shrink))
+                * u64::from(header.height.div_ceil(shrink))
+                * channels;
+            kept.get_or_decode(shrink, estimate, &mut decode)?
+        }
+        None => Arc::new(decode()?),
+    };
+    let src = &source.image;
 
-    let orient = full_orientation(decoded.orientation, t)?;
+    let orient = full_orientation(source.orientation, t)?;
     let oriented = orient.output_dims(header.width, header.height);
     let region = crop_region(t, oriented)?;
     let plan = geometry::plan_fit(region.w, region.h, t.width, t.height, t.fit, t.enlarge);
@@ -303,7 +360,10 @@ pub fn render(
         target
     };
     let whole = region.x == 0 && region.y == 0 && (region.w, region.h) == oriented;
-    if !(whole && target_stored == (img.width(), img.height())) {
+    let mut img = if whole && target_stored == (src.width(), src.height()) {
+        // Nothing to resample: take the pixels, copying only when they are kept.
+        Arc::try_unwrap(source).map_or_else(|kept| kept.image.clone(), |own| own.image)
+    } else {
         let (sw, sh) = (f64::from(header.width), f64::from(header.height));
         let r = orient.unmap_rect(
             sw,
@@ -315,15 +375,15 @@ pub fn render(
                 h: f64::from(region.h),
             },
         );
-        let (fx, fy) = (f64::from(img.width()) / sw, f64::from(img.height()) / sh);
+        let (fx, fy) = (f64::from(src.width()) / sw, f64::from(src.height()) / sh);
         let r = RectF {
             x: r.x * fx,
             y: r.y * fy,
             w: r.w * fx,
             h: r.h * fy,
         };
-        img = resample::resample(&img, Some(r), target_stored)?;
-    }
+        resample::resample(src, Some(r), target_stored)?
+    };
     img.apply_orientation(orient.to_image());
 
     let bg = t.background.unwrap_or(if t.format.supports_alpha() {

@@ -141,7 +141,11 @@ pub async fn build_app_with_parts(
         config.watermarks.keys().cloned().collect(),
     );
     let state = AppState {
-        caches: Caches::new(config.cache.variant_bytes, config.cache.source_bytes),
+        caches: Caches::new(
+            config.cache.variant_bytes,
+            config.cache.source_bytes,
+            config.cache.decoded_bytes,
+        ),
         workers: Workers::new(
             config.limits.transform_concurrency,
             config.limits.transform_queue,
@@ -307,6 +311,11 @@ async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
             tier: Tier::Original,
         })
         .set(state.caches.originals.weighted_size() as i64);
+    m.cache_bytes
+        .get_or_create(&TierLabels {
+            tier: Tier::Decoded,
+        })
+        .set(state.caches.decoded.weighted_size() as i64);
     let mut r = Response::new(Body::from(m.encode()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -459,3 +459,46 @@ async fn allowed_widths_round_up(backend: Backend) {
     let b = s.get("/public/quad.png?w=40&fm=png").await;
     assert_eq!(a.headers()["etag"], b.headers()["etag"]);
 }
+
+/// The decoded-originals tier: a second width of one original starts from the kept pixels
+/// (a decoded-tier hit in /metrics) and gives exactly what a fresh decode gives.
+#[tokio::test]
+async fn a_new_width_starts_from_kept_pixels_with_the_same_result() {
+    let kept = TestServer::start("").await;
+    let fresh = TestServer::start("[cache]\ndecoded_bytes = 0\n").await;
+    let decoded = |what: &'static str| format!("imgorigin_cache_{what}_total{{tier=\"decoded\"}}");
+    for input in ["quad.jpg", "quad.png", "quad-cmyk.jpg", "orient6.jpg"] {
+        let warm = kept.get(&format!("/public/{input}?w=40&fm=png")).await;
+        assert_eq!(warm.status(), 200, "{input}");
+        let url = format!("/public/{input}?w=30&fm=png");
+        let from_kept = kept.ok_bytes(&url).await;
+        let from_fresh = fresh.ok_bytes(&url).await;
+        assert_eq!(
+            from_kept, from_fresh,
+            "{input}: kept pixels changed the result"
+        );
+        let img = image::load_from_memory(&from_kept).unwrap().to_rgba8();
+        assert_eq!(img.width(), 30, "{input}");
+        if input != "orient6.jpg" {
+            assert_eq!(quads(&img), QUADS, "{input}");
+        }
+    }
+    assert_eq!(kept.metric(&decoded("misses")).await, 4.0);
+    assert_eq!(kept.metric(&decoded("hits")).await, 4.0);
+    assert_eq!(fresh.metric(&decoded("hits")).await, 0.0);
+    assert!(kept.metric("imgorigin_cache_bytes{tier=\"decoded\"}").await > 0.0);
+}
+
+/// Kept pixels belong to one version of an original: after it is replaced, a width never
+/// rendered before shows the new content.
+both_backends!(kept_pixels_follow_a_replaced_original);
+async fn kept_pixels_follow_a_replaced_original(backend: Backend) {
+    let s = TestServer::start_on(backend, "[cache]\nsource_ttl_s = 0\n").await;
+    let path = s.root.join("public/swap2.png");
+    std::fs::write(&path, solid_png(8, 8, [255, 0, 0, 255])).unwrap();
+    let red = s.image("/public/swap2.png?w=4&fm=png").await;
+    assert_eq!(red.get_pixel(0, 0).0, [255, 0, 0, 255]);
+    std::fs::write(&path, solid_png(9, 9, [0, 0, 255, 254])).unwrap();
+    let blue = s.image("/public/swap2.png?w=3&fm=png").await;
+    assert_eq!(blue.get_pixel(0, 0).0, [0, 0, 255, 254]);
+}
