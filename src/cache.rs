@@ -61,7 +61,6 @@ impl Decoded {
                 .weigher(|k: &DecodedKey, v: &Arc<DecodedSource>| {
                     weight(v.pixel_bytes() + k.key.len() + k.etag.len())
                 })
-                .support_invalidation_closures()
                 .build(),
             max_entry: bytes / 4,
         }
@@ -74,6 +73,18 @@ impl Decoded {
             key: key.into(),
             etag: etag.into(),
             decoded: Cell::new(false),
+        }
+    }
+
+    fn purge(&self, matches: &impl Fn(&str) -> bool) {
+        let keys: Vec<_> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| matches(&k.key))
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            self.cache.invalidate(&*k);
         }
     }
 
@@ -150,45 +161,47 @@ impl Caches {
             variants: moka::future::Cache::builder()
                 .max_capacity(variant_bytes)
                 .weigher(|_k, v: &Arc<Variant>| weight(v.body.len()))
-                .support_invalidation_closures()
                 .build(),
             originals: moka::future::Cache::builder()
                 .max_capacity(source_bytes)
                 .weigher(|k: &Arc<str>, v: &Arc<Original>| weight(v.body.len() + k.len()))
-                .support_invalidation_closures()
                 .build(),
             decoded: Decoded::new(decoded_bytes),
         }
     }
 
-    /// Drops every cached variant and original of `key`.
+    /// Drops every cached variant, original and decode of `key`.
     pub async fn purge_key(&self, key: &str) {
-        self.originals.invalidate(key).await;
-        let key: Arc<str> = key.into();
-        let k2 = key.clone();
-        let _ = self
-            .decoded
-            .cache
-            .invalidate_entries_if(move |k, _| *k.key == *k2);
-        let _ = self
-            .variants
-            .invalidate_entries_if(move |_, v| *v.key == *key);
+        self.purge(|k| k == key).await;
     }
 
-    /// Drops every cached variant and original whose key starts with `prefix`.
-    pub fn purge_prefix(&self, prefix: &str) {
-        let p1: Arc<str> = prefix.into();
-        let p2 = p1.clone();
-        let p3 = p1.clone();
-        let _ = self
-            .decoded
-            .cache
-            .invalidate_entries_if(move |k, _| k.key.starts_with(&*p3));
-        let _ = self
+    /// Drops every cached variant, original and decode whose key starts with `prefix`.
+    pub async fn purge_prefix(&self, prefix: &str) {
+        self.purge(|k| k.starts_with(prefix)).await;
+    }
+
+    /// Removes matching entries now, not lazily (moka's `invalidate_entries_if` only hides
+    /// them until housekeeping gets to them): a purge frees its memory at once, and the
+    /// next request cannot find a stale copy. A scan of every entry; purges are rare.
+    async fn purge(&self, matches: impl Fn(&str) -> bool) {
+        let variants: Vec<_> = self
             .variants
-            .invalidate_entries_if(move |_, v| v.key.starts_with(&*p1));
-        let _ = self
+            .iter()
+            .filter(|(_, v)| matches(&v.key))
+            .map(|(id, _)| id)
+            .collect();
+        for id in variants {
+            self.variants.invalidate(&*id).await;
+        }
+        let originals: Vec<_> = self
             .originals
-            .invalidate_entries_if(move |k, _| k.starts_with(&*p2));
+            .iter()
+            .filter(|(k, _)| matches(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in originals {
+            self.originals.invalidate(&*k).await;
+        }
+        self.decoded.purge(&matches);
     }
 }

@@ -1037,7 +1037,7 @@ async fn purge_cache(State(state): State<Arc<AppState>>, req: Request) -> ApiRes
             ))
         }
         (None, Some(p)) if !p.is_empty() => {
-            state.caches.purge_prefix(&p);
+            state.caches.purge_prefix(&p).await;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({"purged": {"prefix": p}}),
