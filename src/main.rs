@@ -213,6 +213,10 @@ fn redact_password(url: &str) -> String {
 /// periodic malloc_trim, jemalloc and mimalloc were measured too: all kept more memory.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn fix_malloc_mmap_threshold() {
+    // An operator's own setting (glibc reads it at start-up) wins.
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        return;
+    }
     // SAFETY: mallopt only changes a malloc tunable; it is called before any other thread
     // exists.
     let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) };
