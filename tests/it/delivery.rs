@@ -489,9 +489,9 @@ async fn a_new_width_starts_from_kept_pixels_with_the_same_result() {
     assert!(kept.metric("imgorigin_cache_bytes{tier=\"decoded\"}").await > 0.0);
 }
 
+both_backends!(kept_pixels_follow_a_replaced_original);
 /// Kept pixels belong to one version of an original: after it is replaced, a width never
 /// rendered before shows the new content.
-both_backends!(kept_pixels_follow_a_replaced_original);
 async fn kept_pixels_follow_a_replaced_original(backend: Backend) {
     let s = TestServer::start_on(backend, "[cache]\nsource_ttl_s = 0\n").await;
     let path = s.root.join("public/swap2.png");
