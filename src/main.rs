@@ -78,6 +78,9 @@ fn main() -> ExitCode {
                 "  workers         {} (+{} queued)",
                 config.limits.transform_concurrency, config.limits.transform_queue
             );
+            for w in &config.warnings {
+                println!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Command::SignUrl {

@@ -31,6 +31,9 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub shares_max_ttl_s: u64,
     pub watermarks: BTreeMap<String, WatermarkConfig>,
+    /// Accepted but risky combinations, each naming its keys; logged at start-up and
+    /// printed by `check-config`.
+    pub warnings: Vec<String>,
 }
 
 /// Everything that decides who is asking (SPEC §3–§5), with keys already parsed.
@@ -74,6 +77,7 @@ pub struct RateLimitConfig {
     pub misses_per_s: f64,
     pub writes_per_s: f64,
     pub burst: u32,
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -620,6 +624,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             errs.push(format!("{key}: must be a non-empty prefix ending in `/`"));
         }
     }
+    errs.extend(overlapping_prefixes(a));
     let access = AccessConfig {
         public_prefix: a.public_prefix.clone(),
         protected_prefix: a.protected_prefix.clone(),
@@ -634,11 +639,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "rate_limit: misses_per_s, writes_per_s and burst must be positive when enabled".into(),
         );
     }
+    if !(1..=128).contains(&rl.ipv6_prefix) {
+        errs.push("rate_limit.ipv6_prefix: must be 1..=128".into());
+    }
     let rate_limit = RateLimitConfig {
         enabled: rl.enabled,
         misses_per_s: rl.misses_per_s,
         writes_per_s: rl.writes_per_s,
         burst: rl.burst,
+        ipv6_prefix: rl.ipv6_prefix,
     };
     if raw.shares.max_ttl_s == 0 {
         errs.push("shares.max_ttl_s: must be at least 1".into());
@@ -683,6 +692,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if !errs.is_empty() {
         return Err(ConfigError(errs));
     }
+    let warnings = risky_combinations(&auth);
     Ok(Config {
         server,
         log: LogConfig {
@@ -700,10 +710,51 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limit,
         shares_max_ttl_s: raw.shares.max_ttl_s,
         watermarks,
+        warnings,
     })
 }
 
+/// Combinations that are valid but unsafe in most deployments.
+fn risky_combinations(auth: &AuthConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if auth.trust_viewer_address && auth.origin_secrets.is_empty() {
+        warnings.push(
+            "cloudfront.trust_viewer_address is on without cloudfront.origin_secret: anyone who \
+             reaches the origin directly can forge CloudFront-Viewer-Address (defeating IpAddress \
+             policies and rate limits). Set cloudfront.origin_secret, or make the origin reachable \
+             only from CloudFront's managed prefix list (com.amazonaws.global.cloudfront.origin-facing)."
+                .into(),
+        );
+    }
+    warnings
+}
+
 /// Reads a secret from a `*_file` path (trailing newline trimmed).
+/// Access prefixes that are equal or nested (compared case-insensitively, as a laptop's
+/// file system resolves keys) would give one key two levels: with `public_prefix = "img/"`
+/// and `private_prefix = "img/private/"` a guest reads private images.
+fn overlapping_prefixes(a: &raw::Access) -> Vec<String> {
+    let named = [
+        ("access.public_prefix", a.public_prefix.to_lowercase()),
+        ("access.protected_prefix", a.protected_prefix.to_lowercase()),
+        ("access.private_prefix", a.private_prefix.to_lowercase()),
+    ];
+    let mut errs = Vec::new();
+    for (i, (ka, pa)) in named.iter().enumerate() {
+        for (kb, pb) in &named[i + 1..] {
+            if pa.is_empty() || pb.is_empty() {
+                continue;
+            }
+            if pa.starts_with(pb.as_str()) || pb.starts_with(pa.as_str()) {
+                errs.push(format!(
+                    "{ka}, {kb}: access prefixes must not be equal or nested (`{pa}`, `{pb}`, compared case-insensitively)"
+                ));
+            }
+        }
+    }
+    errs
+}
+
 fn read_secret_file(key: &str, path: &str, errs: &mut Vec<String>) -> Option<String> {
     match std::fs::read_to_string(path) {
         Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
@@ -998,5 +1049,53 @@ mod tests {
         let e = Config::from_toml_and_env("[cloudfront]\norigin_secret = [\"s\"]\n", env(&[]))
             .unwrap_err();
         assert!(e.to_string().contains("cloudfront"), "{e}");
+    }
+
+    /// Regression (security review, finding 9): nested or equal access prefixes gave a
+    /// guest private images with a one-year public Cache-Control.
+    #[test]
+    fn overlapping_access_prefixes_are_refused() {
+        for (toml, names) in [
+            (
+                "[access]\npublic_prefix = \"img/\"\nprivate_prefix = \"img/private/\"\n",
+                ["access.public_prefix", "access.private_prefix"],
+            ),
+            (
+                "[access]\nprotected_prefix = \"public/\"\n",
+                ["access.public_prefix", "access.protected_prefix"],
+            ),
+            (
+                "[access]\nprivate_prefix = \"Protected/x/\"\n",
+                ["access.protected_prefix", "access.private_prefix"],
+            ),
+        ] {
+            let e = Config::from_toml_and_env(toml, env(&[])).unwrap_err();
+            let text = e.to_string();
+            for n in names {
+                assert!(text.contains(n), "{toml}: {text}");
+            }
+        }
+        Config::from_toml_and_env(
+            "[access]\npublic_prefix = \"img/pub/\"\nprivate_prefix = \"img/priv/\"\n",
+            env(&[]),
+        )
+        .unwrap();
+    }
+
+    /// Regression (finding 10): trusting CloudFront-Viewer-Address without an origin
+    /// secret is accepted but warned about, naming the key that fixes it.
+    #[test]
+    fn trusted_viewer_address_without_origin_secret_warns() {
+        let c = Config::from_toml_and_env("[cloudfront]\ntrust_viewer_address = true\n", env(&[]))
+            .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("cloudfront.origin_secret"));
+        let c = Config::from_toml_and_env(
+            "[cloudfront]\ntrust_viewer_address = true\norigin_secret = [\"0123456789abcdef-secret\"]\n",
+            env(&[]),
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(Config::defaults().warnings.is_empty());
     }
 }

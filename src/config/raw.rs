@@ -407,6 +407,8 @@ pub struct RateLimit {
     pub misses_per_s: f64,
     pub writes_per_s: f64,
     pub burst: u32,
+    /// IPv6 clients are keyed by this prefix length: one /64 is one subscriber.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimit {
@@ -416,6 +418,7 @@ impl Default for RateLimit {
             misses_per_s: 10.0,
             writes_per_s: 2.0,
             burst: 20,
+            ipv6_prefix: 64,
         }
     }
 }

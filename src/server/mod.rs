@@ -55,6 +55,9 @@ pub struct AppState {
 /// the start-up sweep removes them with their originals.
 pub const STALE_AFTER_S: i64 = 3600;
 
+/// How often idle clients' rate-limit state is freed.
+const RATE_LIMIT_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A built server, not yet listening.
 pub struct App {
     pub state: Arc<AppState>,
@@ -133,8 +136,7 @@ pub async fn build_app_with_parts(
         watermarks.insert(name.clone(), Arc::new(wm));
     }
     let auth = build_authenticator(&config)?;
-    let rl = &config.rate_limit;
-    let rate_limits = RateLimits::new(rl.enabled, rl.misses_per_s, rl.writes_per_s, rl.burst);
+    let rate_limits = RateLimits::new(&config.rate_limit);
     let parse = ParseSettings::new(
         &config.limits,
         &config.format,
@@ -164,6 +166,20 @@ pub async fn build_app_with_parts(
     // Finish or undo uploads and deletes that an earlier process left half-done.
     let sweep_state = state.clone();
     tokio::spawn(async move { crate::api::sweep(&sweep_state, STALE_AFTER_S).await });
+    // Rate-limit state of idle clients is dropped every few seconds; the task ends with
+    // the app (it holds only a weak reference).
+    let weak = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RATE_LIMIT_PRUNE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(state) => state.rate_limits.shrink(),
+                None => return,
+            }
+        }
+    });
     Ok(App { state })
 }
 
@@ -442,6 +458,9 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
 pub async fn run(config: Config) -> Result<(), StartError> {
     let listen = config.server.listen;
     let metrics_listen = config.server.metrics_listen;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let app = build_app(config).await?;
     let listener = TcpListener::bind(listen)
         .await
