@@ -2,6 +2,7 @@
 //! size-capped) → format decision → variant identity → 304? → variant cache or render on the
 //! bounded pool → headers. Cheap checks come before expensive ones.
 
+use crate::auth::ratelimit::ClientKey;
 use crate::auth::{self, Principal};
 use crate::cache::{Original, Variant};
 use crate::error::{Error, ErrorKind};
@@ -85,6 +86,20 @@ pub async fn handle(
         Principal::EdgeVerified => Audience::Signed {
             secs_left: share_max_age,
         },
+        // A public image's share link behind CloudFront's default behavior, which keeps
+        // the signature away from the origin (it is not in that behavior's cache key):
+        // the image is public anyway, so the share itself is what is checked, and the
+        // answer is cached no longer than a revocation may take to show.
+        _ if parsed.share.is_some()
+            && auth::can_read(&Principal::Guest, &key, &state.config.access) =>
+        {
+            let share = parsed.share.as_deref().unwrap_or_default();
+            let expires = check_share(state, share, &key).await?;
+            let left = u64::try_from(expires).unwrap_or(0).saturating_sub(now);
+            Audience::Signed {
+                secs_left: left.min(share_max_age),
+            }
+        }
         _ if parsed.share.is_some() => {
             return Err(Error::bad_request(
                 "invalid parameter `share`: only valid inside a signed URL",
@@ -95,15 +110,10 @@ pub async fn handle(
     };
     // Only needed on a miss: built lazily so hits don't allocate it.
     let client = || match principal.identity() {
-        Some(id) => format!("u:{id}"),
-        None => format!(
-            "ip:{}",
-            state
-                .auth
-                .viewer_ip(headers, peer)
-                .map(|ip| ip.to_string())
-                .unwrap_or_default()
-        ),
+        Some(id) => ClientKey::User(id.to_owned()),
+        None => state
+            .rate_limits
+            .ip_key(state.auth.viewer_ip(headers, peer)),
     };
     let original = fetch_original(state, &key).await?;
     let head_only = method == Method::HEAD;
@@ -476,8 +486,9 @@ async fn render_variant(
 }
 
 /// Delivery side of shares: a signed request carrying `share=<id>` is served only while
-/// that share exists, is neither revoked nor expired, and is for this key.
-async fn check_share(state: &AppState, share_id: &str, key: &str) -> Result<(), Error> {
+/// that share exists, is neither revoked nor expired, and is for this key. Returns when it
+/// expires (Unix seconds).
+async fn check_share(state: &AppState, share_id: &str, key: &str) -> Result<i64, Error> {
     let refuse = |why: &str| {
         Error::new(ErrorKind::Forbidden, "this share link is not valid").with_cause(why.to_string())
     };
@@ -494,5 +505,5 @@ async fn check_share(state: &AppState, share_id: &str, key: &str) -> Result<(), 
     if s.key != key {
         return Err(refuse("share is for another key"));
     }
-    Ok(())
+    Ok(s.expires_at)
 }

@@ -10,6 +10,7 @@
 pub mod openapi;
 mod upload;
 
+use crate::auth::ratelimit::ClientKey;
 use crate::auth::{self, Principal};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{self, ImageRecord, Level, ListQuery, Patch, RecordState, Share, Visibility};
@@ -98,7 +99,7 @@ fn no_content() -> Response<Body> {
 /// Who is calling, and under which name the rate limiter counts them.
 pub(crate) struct Caller {
     pub principal: Principal,
-    pub client: String,
+    pub client: ClientKey,
 }
 
 impl Caller {
@@ -144,16 +145,11 @@ async fn caller(state: &AppState, req: &Parts) -> Result<Caller, Error> {
         .principal(&req.headers, None, peer, crate::unix_now())
         .await?;
     let client = match &principal {
-        Principal::User { id, .. } => format!("u:{id}"),
-        Principal::Admin => "admin".to_string(),
-        _ => format!(
-            "ip:{}",
-            state
-                .auth
-                .viewer_ip(&req.headers, peer)
-                .map(|ip| ip.to_string())
-                .unwrap_or_default()
-        ),
+        Principal::User { id, .. } => ClientKey::User(id.clone()),
+        Principal::Admin => ClientKey::Admin,
+        _ => state
+            .rate_limits
+            .ip_key(state.auth.viewer_ip(&req.headers, peer)),
     };
     Ok(Caller { principal, client })
 }
