@@ -236,6 +236,7 @@ pub fn can_read(p: &Principal, key: &str, a: &AccessConfig) -> bool {
     };
     match p {
         Principal::Admin | Principal::Signed(_) | Principal::EdgeVerified => true,
+        _ if miscased_prefix(key, a) => false,
         _ if key.starts_with(&a.public_prefix) => true,
         Principal::Guest => {
             !key.starts_with(&a.protected_prefix)
@@ -254,10 +255,49 @@ pub fn can_read(p: &Principal, key: &str, a: &AccessConfig) -> bool {
     }
 }
 
+/// Whether `key` starts with an access prefix in another letter case (`PRIVATE/alice/`).
+/// A case-insensitive file system (the embedded default on macOS or Windows) resolves
+/// such a key to the private object while the prefix test sees an "other" key, so
+/// guests and users are refused these keys outright.
+fn miscased_prefix(key: &str, a: &AccessConfig) -> bool {
+    [&a.public_prefix, &a.protected_prefix, &a.private_prefix]
+        .into_iter()
+        .any(|p| {
+            key.get(..p.len())
+                .is_some_and(|head| head != p.as_str() && head.to_lowercase() == p.to_lowercase())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    /// Regression (security review, finding 13): `/PRIVATE/alice/x.jpg` is not an
+    /// "other" key that guests may read when `access.other = public`.
+    #[test]
+    fn miscased_prefixes_are_refused() {
+        let mut c = Config::defaults();
+        c.access.other = OtherAccess::Public;
+        let a = &c.access;
+        let alice = Principal::User {
+            id: "alice".into(),
+            groups: vec![],
+        };
+        assert!(can_read(&Principal::Guest, "other/x.jpg", a));
+        for key in [
+            "PRIVATE/alice/x.jpg",
+            "Private/alice/x.jpg",
+            "PROTECTED/bob/x.jpg",
+        ] {
+            assert!(!can_read(&Principal::Guest, key, a), "{key}");
+            assert!(!can_read(&alice, key, a), "{key}");
+            assert!(can_read(&Principal::Admin, key, a), "{key}");
+        }
+        assert!(!can_read(&Principal::Guest, "PUBLIC/x.jpg", a));
+        assert!(can_read(&Principal::Guest, "public/x.jpg", a));
+        assert!(can_read(&alice, "private/alice/x.jpg", a));
+    }
 
     #[test]
     fn guest_reads_only_public_by_default() {
