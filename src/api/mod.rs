@@ -13,7 +13,9 @@ mod upload;
 use crate::auth::ratelimit::ClientKey;
 use crate::auth::{self, Principal};
 use crate::error::{Error, ErrorKind};
-use crate::metadata::{self, ImageRecord, Level, ListQuery, Patch, RecordState, Share, Visibility};
+use crate::metadata::{
+    self, ImageRecord, Level, ListQuery, Patch, RecordState, Reservation, Share, Visibility,
+};
 use crate::server::AppState;
 use crate::storage::key;
 use axum::Router;
@@ -737,33 +739,52 @@ async fn register_image(State(state): State<Arc<AppState>>, req: Request) -> Api
     }
     let (level, key_identity) = level_of(&body.key, &state.config.access);
     let owner = match level {
-            Level::Protected | Level::Private => Some(
-                key_identity
-                    .ok_or_else(|| {
-                        Error::bad_request(
-                            "a protected or private key needs an identity segment: <prefix><identity>/<name>",
-                        )
-                    })?
-                    .to_string(),
-            ),
-            Level::Public => c.principal.identity().map(str::to_owned),
-            Level::Other => None,
-        };
+        Level::Protected | Level::Private => Some(
+            key_identity
+                .ok_or_else(|| {
+                    Error::bad_request(
+                        "a protected or private key needs an identity segment: <prefix><identity>/<name>",
+                    )
+                })?
+                .to_string(),
+        ),
+        // The uploader it was reserved for; none when an admin records an object that
+        // arrived outside the API (admins then manage it).
+        Level::Public | Level::Other => None,
+    };
+    let reservation = state.metadata.get_reservation(&body.key).await?;
+    let reserved_for_caller = reservation
+        .as_ref()
+        .is_some_and(|r| r.identity.as_deref() == c.principal.identity());
+    if reserved_for_caller && reservation.as_ref().is_some_and(|r| r.used_at.is_some()) {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "this upload was registered already",
+        ));
+    }
     let allowed = match &c.principal {
         Principal::Admin => true,
-        Principal::User { id, .. } => match level {
-            Level::Public => true,
-            Level::Protected | Level::Private => owner.as_deref() == Some(id.as_str()),
-            Level::Other => false,
-        },
+        // Under the caller's own prefix; anywhere else only with the caller's unused
+        // reservation: an unrecorded public object is never claimed by the first asker.
+        Principal::User { id, .. } => {
+            matches!(level, Level::Protected | Level::Private)
+                && owner.as_deref() == Some(id.as_str())
+                || reserved_for_caller
+        }
         _ => false,
     };
     if !allowed {
         return Err(Error::new(
             ErrorKind::Forbidden,
-            "only the owner of the key's prefix or an admin may register it",
+            "only the owner of the key's prefix, the caller the key was reserved for, or an admin may register it",
         ));
     }
+    let owner = owner.or_else(|| {
+        reservation
+            .as_ref()
+            .filter(|_| reserved_for_caller)
+            .and_then(|r| r.identity.clone())
+    });
     let obj = match state
         .storage
         .get(&body.key, state.config.limits.max_upload_bytes)
@@ -773,9 +794,36 @@ async fn register_image(State(state): State<Arc<AppState>>, req: Request) -> Api
         Err(crate::storage::StorageError::NotFound) => {
             return Err(Error::new(ErrorKind::NotFound, "no object at this key"));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            let e = Error::from(e);
+            // An oversized presigned upload ends here: it is removed, not left behind.
+            if e.kind == ErrorKind::PayloadTooLarge && reservation.is_some() {
+                discard_reserved_upload(&state, &body.key).await;
+            }
+            return Err(e);
+        }
     };
-    let checked = upload::validate(&state, obj.body).await?;
+    let checked = match upload::validate(&state, obj.body).await {
+        Ok(c) => c,
+        Err(e) => {
+            if reservation.is_some() && matches!(e.status(), 415 | 422) {
+                discard_reserved_upload(&state, &body.key).await;
+            }
+            return Err(e);
+        }
+    };
+    // Single use: a second registration of the same reserved key (or a race) loses here.
+    if reservation.is_some()
+        && !state
+            .metadata
+            .use_reservation(&body.key, metadata::now_micros())
+            .await?
+    {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "this upload was registered already",
+        ));
+    }
     let now = metadata::now_micros();
     let rec = ImageRecord {
         id: metadata::new_id(),
@@ -799,6 +847,59 @@ async fn register_image(State(state): State<Arc<AppState>>, req: Request) -> Api
         StatusCode::CREATED,
         &record_json(&state, &rec),
     ))
+}
+
+/// A presigned upload that failed validation at `register`: the object goes and the
+/// reservation is spent, so nothing unrecorded stays in the bucket.
+async fn discard_reserved_upload(state: &AppState, key: &str) {
+    if let Err(e) = state.storage.delete(key).await {
+        tracing::warn!(error = %e, "register: could not delete a refused upload; the reservation sweep will");
+        return;
+    }
+    if let Err(e) = state
+        .metadata
+        .use_reservation(key, metadata::now_micros())
+        .await
+    {
+        tracing::warn!(error = %e, "register: could not spend a refused upload's reservation");
+    }
+}
+
+/// Reservations whose upload URL expired over this long ago are swept: an object at a
+/// reserved key without a record (never registered, or recreated after its record was
+/// deleted) is deleted then. The grace lets a client register an upload it finished just
+/// before its URL expired.
+pub const RESERVATION_GRACE_S: i64 = 3600;
+
+/// Sweeps expired upload reservations (see [`RESERVATION_GRACE_S`]) as of `now` (µs).
+pub async fn sweep_reservations(state: &AppState, now: i64) {
+    let before = now - RESERVATION_GRACE_S * 1_000_000;
+    let expired = match state.metadata.expired_reservations(before).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "reservation sweep failed");
+            return;
+        }
+    };
+    for r in expired {
+        match state.metadata.key_recorded(&r.key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Err(e) = state.storage.delete(&r.key).await {
+                    tracing::warn!(error = %e, "reservation sweep: object not deleted");
+                    continue;
+                }
+                state.caches.purge_key(&r.key).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reservation sweep failed");
+                return;
+            }
+        }
+        if let Err(e) = state.metadata.delete_reservation(&r.key).await {
+            tracing::warn!(error = %e, "reservation sweep: reservation not deleted");
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -827,34 +928,66 @@ async fn presign_upload(State(state): State<Arc<AppState>>, req: Request) -> Api
             "content_type must be image/jpeg, image/png, image/webp or image/gif",
         )
     })?;
-    let (prefix, _owner) = new_key_prefix(&state, &c, level, body.owner.as_deref())?;
+    let (prefix, owner) = new_key_prefix(&state, &c, level, body.owner.as_deref())?;
     let key = format!("{prefix}{}.{ext}", metadata::new_id());
     key::validate(&key)?;
-    let url = state
-            .storage
-            .presign_put(
-                &key,
-                &body.content_type,
-                std::time::Duration::from_secs(PRESIGN_TTL_S),
+    let ttl = std::time::Duration::from_secs(PRESIGN_TTL_S);
+    let presigned = state
+        .storage
+        .presign_put(&key, &body.content_type, ttl)
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotImplemented,
+                "presigned uploads need the S3 storage backend; upload through POST /api/v1/images instead",
             )
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotImplemented,
-                    "presigned uploads need the S3 storage backend; upload through POST /api/v1/images instead",
-                )
-            })?;
+        })?;
+    // Only the caller may register what arrives at this key (an admin's reservation
+    // names the owner it uploads for, if any).
+    let now = metadata::now_micros();
+    state
+        .metadata
+        .reserve_upload(&Reservation {
+            key: key.clone(),
+            identity: match &c.principal {
+                Principal::User { id, .. } => Some(id.clone()),
+                _ => owner,
+            },
+            created_at: now,
+            expires_at: now + PRESIGN_TTL_S as i64 * 1_000_000,
+            used_at: None,
+        })
+        .await?;
+    let headers: serde_json::Map<String, Value> = presigned
+        .headers
+        .iter()
+        .map(|(k, v)| (canonical_header_name(k), Value::String(v.clone())))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "key": key,
-            "url": url,
+            "url": presigned.url,
             "method": "PUT",
-            "headers": {"Content-Type": body.content_type},
+            "headers": headers,
+            "max_bytes": state.config.limits.max_upload_bytes,
             "expires_at": metadata::rfc3339_secs((crate::unix_now() + PRESIGN_TTL_S) as i64),
             "register": "/api/v1/images/register",
         }),
     ))
+}
+
+/// `content-type` → `Content-Type`, as clients usually spell headers.
+fn canonical_header_name(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 // ---- shares ---------------------------------------------------------------------------

@@ -106,6 +106,19 @@ pub struct Share {
     pub revoked_at: Option<i64>,
 }
 
+/// A key handed out with a presigned PUT: only `identity` may register the object there,
+/// once. Times are microseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    pub key: String,
+    /// `None` when an admin asked for the URL.
+    pub identity: Option<String>,
+    pub created_at: i64,
+    /// When the presigned PUT URL stops working.
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
 /// Fields a PATCH may change (`None`: unchanged; `Some(None)`: cleared).
 #[derive(Clone, Debug, Default)]
 pub struct Patch {
@@ -206,6 +219,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Records left `pending` or `deleting` since before `older_than` (crashed uploads or
     /// deletes), for the start-up sweep.
     async fn stale(&self, older_than: i64) -> Result<Vec<ImageRecord>, MetaError>;
+    /// Whether a record in any state has this key.
+    async fn key_recorded(&self, key: &str) -> Result<bool, MetaError>;
+    /// Reserves a key for a presigned upload. `Conflict` when it is reserved already.
+    async fn reserve_upload(&self, r: &Reservation) -> Result<(), MetaError>;
+    async fn get_reservation(&self, key: &str) -> Result<Option<Reservation>, MetaError>;
+    /// Marks the reservation used; false when there is none or it was used (single use).
+    async fn use_reservation(&self, key: &str, now: i64) -> Result<bool, MetaError>;
+    /// Reservations whose upload URL expired before `before`, for the sweep.
+    async fn expired_reservations(&self, before: i64) -> Result<Vec<Reservation>, MetaError>;
+    async fn delete_reservation(&self, key: &str) -> Result<(), MetaError>;
     /// Readiness.
     async fn check(&self) -> Result<(), MetaError>;
 }

@@ -82,6 +82,29 @@ impl ShareRow {
     }
 }
 
+const RESERVATION_COLS: &str = "object_key, identity, created_at, expires_at, used_at";
+
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    object_key: String,
+    identity: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl ReservationRow {
+    fn into_reservation(self) -> Reservation {
+        Reservation {
+            key: self.object_key,
+            identity: self.identity,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            used_at: self.used_at,
+        }
+    }
+}
+
 /// Tags are stored as `,a,b,` so one tag is found with `LIKE '%,a,%'`.
 fn encode_tags(tags: &[String]) -> String {
     if tags.is_empty() {
@@ -367,6 +390,76 @@ macro_rules! sql_store {
                     .fetch_all(&self.pool)
                     .await?;
                 Ok(rows.into_iter().map(ImageRow::into_record).collect())
+            }
+
+            async fn key_recorded(&self, key: &str) -> Result<bool, MetaError> {
+                let row = sqlx::query::<$db>("SELECT 1 FROM images WHERE object_key = $1")
+                    .bind(key.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn reserve_upload(&self, r: &Reservation) -> Result<(), MetaError> {
+                let sql = format!(
+                    "INSERT INTO upload_reservations ({RESERVATION_COLS}) VALUES ($1, $2, $3, $4, $5)"
+                );
+                sqlx::query::<$db>(AssertSqlSafe(sql))
+                    .bind(r.key.clone())
+                    .bind(r.identity.clone())
+                    .bind(r.created_at)
+                    .bind(r.expires_at)
+                    .bind(r.used_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn get_reservation(&self, key: &str) -> Result<Option<Reservation>, MetaError> {
+                let sql = format!(
+                    "SELECT {RESERVATION_COLS} FROM upload_reservations WHERE object_key = $1"
+                );
+                let row = sqlx::query_as::<$db, ReservationRow>(AssertSqlSafe(sql))
+                    .bind(key.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(ReservationRow::into_reservation))
+            }
+
+            async fn use_reservation(&self, key: &str, now: i64) -> Result<bool, MetaError> {
+                let done = sqlx::query::<$db>(
+                    "UPDATE upload_reservations SET used_at = $1 WHERE object_key = $2 AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(key.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn expired_reservations(
+                &self,
+                before: i64,
+            ) -> Result<Vec<Reservation>, MetaError> {
+                let sql = format!(
+                    "SELECT {RESERVATION_COLS} FROM upload_reservations WHERE expires_at < $1 LIMIT 1000"
+                );
+                let rows = sqlx::query_as::<$db, ReservationRow>(AssertSqlSafe(sql))
+                    .bind(before)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(ReservationRow::into_reservation)
+                    .collect())
+            }
+
+            async fn delete_reservation(&self, key: &str) -> Result<(), MetaError> {
+                sqlx::query::<$db>("DELETE FROM upload_reservations WHERE object_key = $1")
+                    .bind(key.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn check(&self) -> Result<(), MetaError> {

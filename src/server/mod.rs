@@ -58,6 +58,9 @@ pub const STALE_AFTER_S: i64 = 3600;
 /// How often idle clients' rate-limit state is freed.
 const RATE_LIMIT_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often expired upload reservations are swept.
+const RESERVATION_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A built server, not yet listening.
 pub struct App {
     pub state: Arc<AppState>,
@@ -166,21 +169,33 @@ pub async fn build_app_with_parts(
     // Finish or undo uploads and deletes that an earlier process left half-done.
     let sweep_state = state.clone();
     tokio::spawn(async move { crate::api::sweep(&sweep_state, STALE_AFTER_S).await });
-    // Rate-limit state of idle clients is dropped every few seconds; the task ends with
-    // the app (it holds only a weak reference).
-    let weak = Arc::downgrade(&state);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RATE_LIMIT_PRUNE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match weak.upgrade() {
-                Some(state) => state.rate_limits.shrink(),
-                None => return,
-            }
-        }
+    spawn_periodic(&state, RATE_LIMIT_PRUNE_EVERY, |state| async move {
+        state.rate_limits.shrink();
+    });
+    spawn_periodic(&state, RESERVATION_SWEEP_EVERY, |state| async move {
+        crate::api::sweep_reservations(&state, crate::metadata::now_micros()).await;
     });
     Ok(App { state })
+}
+
+/// Runs `work` every `every` for as long as the app lives (the task holds only a weak
+/// reference, so it ends when the app is dropped).
+fn spawn_periodic<F, Fut>(state: &Arc<AppState>, every: std::time::Duration, work: F)
+where
+    F: Fn(Arc<AppState>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { return };
+            work(state).await;
+        }
+    });
 }
 
 /// JWT verifiers (Cognito, local issuer) and the rest of the request authentication.

@@ -199,7 +199,7 @@ impl Storage for FsStorage {
         _key: &str,
         _content_type: &str,
         _expires_in: std::time::Duration,
-    ) -> Result<Option<String>, StorageError> {
+    ) -> Result<Option<super::PresignedPut>, StorageError> {
         Ok(None)
     }
 }

@@ -39,6 +39,14 @@ pub enum StorageError {
     Unavailable(String),
 }
 
+/// A presigned upload: the URL and the headers the client must send with its PUT (they
+/// are covered by the signature).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresignedPut {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Size, ETag and modification time, without the body.
@@ -71,15 +79,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Readiness: can we reach the store at all?
     async fn check(&self) -> Result<(), StorageError>;
 
-    /// A URL that lets a client upload `key` itself with an HTTP PUT carrying
-    /// `Content-Type: content_type`, valid for `expires_in`. `None` when the backend has no
-    /// such thing (the local folder).
+    /// A URL that lets a client upload `key` itself with an HTTP PUT carrying the returned
+    /// headers (`Content-Type: content_type`, and `If-None-Match: *` so the URL can create
+    /// the object but never replace it), valid for `expires_in`. `None` when the backend has
+    /// no such thing (the local folder).
     async fn presign_put(
         &self,
         key: &str,
         content_type: &str,
         expires_in: Duration,
-    ) -> Result<Option<String>, StorageError> {
+    ) -> Result<Option<PresignedPut>, StorageError> {
         let _ = (key, content_type, expires_in);
         Ok(None)
     }

@@ -10,7 +10,7 @@
 //! Errors keep bucket, endpoint and key out of their public side: `StorageError` strings only
 //! reach the log (`Error::with_cause`), and the client sees "storage failed" / "timed out".
 
-use super::{Object, ObjectMeta, Storage, StorageError};
+use super::{Object, ObjectMeta, PresignedPut, Storage, StorageError};
 use crate::config::S3Config;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -337,19 +337,29 @@ impl Storage for S3Storage {
         key: &str,
         content_type: &str,
         expires_in: Duration,
-    ) -> Result<Option<String>, StorageError> {
+    ) -> Result<Option<PresignedPut>, StorageError> {
         let cfg = PresigningConfig::expires_in(expires_in)
             .map_err(|e| StorageError::Unavailable(format!("S3 presign: {e}")))?;
+        // `If-None-Match: *` is signed: the URL creates the object once and can never
+        // overwrite it (e.g. after it was registered with its checksum).
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.object_key(key)?)
             .content_type(content_type)
+            .if_none_match("*")
             .presigned(cfg)
             .await
             .map_err(|e| classify("PutObject (presign)", e))?;
-        Ok(Some(req.uri().to_string()))
+        let headers = req
+            .headers()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Some(PresignedPut {
+            url: req.uri().to_string(),
+            headers,
+        }))
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use imgorigin::auth::local::LocalIssuer;
 use imgorigin::config::Config;
 use imgorigin::metadata::{
-    ImageRecord, ListQuery, MetaError, MetadataStore, Patch, RecordState, Share,
+    ImageRecord, ListQuery, MetaError, MetadataStore, Patch, RecordState, Reservation, Share,
 };
 use imgorigin::storage::{Object, ObjectMeta, Storage, StorageError};
 use serde_json::{Value, json};
@@ -1582,6 +1582,24 @@ impl MetadataStore for FlakyMeta {
     async fn stale(&self, older_than: i64) -> Result<Vec<ImageRecord>, MetaError> {
         self.inner.stale(older_than).await
     }
+    async fn key_recorded(&self, key: &str) -> Result<bool, MetaError> {
+        self.inner.key_recorded(key).await
+    }
+    async fn reserve_upload(&self, r: &Reservation) -> Result<(), MetaError> {
+        self.inner.reserve_upload(r).await
+    }
+    async fn get_reservation(&self, key: &str) -> Result<Option<Reservation>, MetaError> {
+        self.inner.get_reservation(key).await
+    }
+    async fn use_reservation(&self, key: &str, now: i64) -> Result<bool, MetaError> {
+        self.inner.use_reservation(key, now).await
+    }
+    async fn expired_reservations(&self, before: i64) -> Result<Vec<Reservation>, MetaError> {
+        self.inner.expired_reservations(before).await
+    }
+    async fn delete_reservation(&self, key: &str) -> Result<(), MetaError> {
+        self.inner.delete_reservation(key).await
+    }
     async fn check(&self) -> Result<(), MetaError> {
         if self.fail_check.load(Ordering::SeqCst) {
             return Err(injected());
@@ -1782,6 +1800,17 @@ async fn fault_injection(db: Db) {
 }
 both_dbs!(fault_injection);
 
+/// The presigned PUT of `POST /api/v1/uploads`, sent with the headers it was signed with.
+pub async fn presigned_put(up: &serde_json::Value, body: Vec<u8>) -> u16 {
+    let mut req = reqwest::Client::new()
+        .put(up["url"].as_str().unwrap())
+        .body(body);
+    for (k, v) in up["headers"].as_object().unwrap() {
+        req = req.header(k.as_str(), v.as_str().unwrap());
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
 // ---- several instances ------------------------------------------------------------------
 
 /// Two instances on one PostgreSQL and one S3 bucket: an upload through A is listed and
@@ -1872,14 +1901,7 @@ async fn two_instances_on_postgres_and_s3() {
     assert_eq!(st, 200, "{up}");
     let pkey = up["key"].as_str().unwrap();
     assert!(pkey.starts_with("private/alice/"));
-    let put = reqwest::Client::new()
-        .put(up["url"].as_str().unwrap())
-        .header("content-type", "image/png")
-        .body(png(7))
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+    assert_eq!(presigned_put(&up, png(7)).await, 200, "presigned PUT");
     let (st, reg) = b
         .call(
             "POST",

@@ -483,39 +483,61 @@ async fn storage_calls_against_s3() {
 
 #[tokio::test]
 async fn presigned_put_uploads_without_our_credentials() {
+    imgorigin::server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join(S3_BUCKET)).unwrap();
     let server = S3Server::start(dir.path()).await;
     let st = S3Storage::new(&s3_config(&server.config_toml())).await;
-    let url = st
+    let presigned = st
         .presign_put("public/up.jpg", "image/jpeg", Duration::from_secs(300))
         .await
         .unwrap()
         .expect("a URL");
+    let url = presigned.url.clone();
     assert!(url.starts_with(&server.endpoint), "{url}");
     assert!(url.contains("X-Amz-Signature="), "{url}");
+    let put = |url: String, body: Vec<u8>| {
+        let mut req = reqwest::Client::new().put(url).body(body);
+        for (k, v) in &presigned.headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    assert!(
+        presigned
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("if-none-match") && v == "*"),
+        "{:?}",
+        presigned.headers
+    );
     let jpeg = fixture("quad.jpg");
-    let r = reqwest::Client::new()
-        .put(&url)
-        .header("content-type", "image/jpeg")
-        .body(jpeg.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = put(url.clone(), jpeg.clone()).await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(
         &st.get("public/up.jpg", 1 << 20).await.unwrap().body[..],
         &jpeg[..]
     );
-    // The signature covers the key: another key with the same query is refused.
-    let tampered = url.replace("public/up.jpg", "public/other.jpg");
+    // Security review, finding 1: the URL creates the object once and never replaces it
+    // (e.g. after it was registered with its checksum).
+    let r = put(url.clone(), fixture("quad.png")).await.unwrap();
+    assert_eq!(r.status(), 412);
+    assert_eq!(
+        &st.get("public/up.jpg", 1 << 20).await.unwrap().body[..],
+        &jpeg[..]
+    );
+    // Without the signed If-None-Match header the signature does not match.
     let r = reqwest::Client::new()
-        .put(&tampered)
+        .put(&url)
         .header("content-type", "image/jpeg")
-        .body(jpeg)
+        .body(fixture("quad.png"))
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 403);
+    // The signature covers the key: another key with the same query is refused.
+    let tampered = url.replace("public/up.jpg", "public/other.jpg");
+    let r = put(tampered, jpeg).await.unwrap();
     assert_eq!(r.status(), 403);
     // The local folder has no such URL.
     let fs = imgorigin::storage::fs::FsStorage::new(dir.path().join("fs")).unwrap();
