@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod delivery;
+mod golden;
 mod http;
 mod limits;
 mod ops;
