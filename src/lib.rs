@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod headers;
+pub mod library;
 pub mod metadata;
 pub mod params;
 pub mod pipeline;

@@ -1,21 +1,14 @@
-//! Upload bodies (raw `image/*` or multipart field `file`, capped while streaming), image
-//! validation before anything is stored, and the pending → stored → ready sequence that
-//! never leaves an original without a record or a record without its original.
+//! Upload bodies (raw `image/*` or multipart field `file`, capped while streaming) and
+//! image validation before anything is stored.
 
-use super::{collect_capped, too_large};
+use super::extract::{collect_capped, too_large};
 use crate::error::{Error, ErrorKind};
-use crate::metadata::{ImageRecord, RecordState};
 use crate::pipeline::{self, SourceFormat};
 use crate::server::AppState;
-use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-
-pub(super) async fn read_capped(body: Body, cap: u64) -> Result<Bytes, Error> {
-    collect_capped(body, cap).await
-}
 
 pub(super) struct UploadBody {
     pub bytes: Bytes,
@@ -157,56 +150,4 @@ pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, 
         height: info.height,
         sha256,
     })
-}
-
-/// Pending record → original stored → record ready. Any failure undoes the earlier steps
-/// (and logs); a crash in between leaves a pending record that the start-up sweep removes
-/// together with its original.
-pub(super) async fn store(
-    state: &AppState,
-    mut rec: ImageRecord,
-    bytes: Bytes,
-) -> Result<ImageRecord, Error> {
-    rec.state = RecordState::Pending;
-    state.metadata.insert(&rec).await?;
-    if let Err(e) = state.storage.put(&rec.key, bytes, &rec.content_type).await {
-        tracing::warn!(id = %rec.id, error = %e, "upload: storing the original failed; removing the pending record");
-        if let Err(e2) = state.metadata.delete(&rec.id).await {
-            tracing::error!(id = %rec.id, error = %e2, "upload: pending record not removed; the sweep will");
-        }
-        return Err(e.into());
-    }
-    let now = crate::metadata::now_micros().max(rec.updated_at);
-    let ready = state
-        .metadata
-        .set_state(&rec.id, RecordState::Pending, RecordState::Ready, now)
-        .await;
-    match ready {
-        Ok(true) => {
-            rec.state = RecordState::Ready;
-            rec.updated_at = now;
-            Ok(rec)
-        }
-        other => {
-            let why = match other {
-                Err(e) => e.to_string(),
-                _ => "record vanished".to_string(),
-            };
-            tracing::warn!(id = %rec.id, error = %why, "upload: marking the record ready failed; removing the original");
-            match state.storage.delete(&rec.key).await {
-                Ok(()) => {
-                    if let Err(e2) = state.metadata.delete(&rec.id).await {
-                        tracing::error!(id = %rec.id, error = %e2, "upload: pending record not removed; the sweep will");
-                    }
-                }
-                Err(e2) => {
-                    tracing::error!(id = %rec.id, error = %e2, "upload: original not removed; the sweep will retry");
-                }
-            }
-            Err(
-                Error::new(ErrorKind::ServiceUnavailable, "metadata database failed")
-                    .with_cause(why),
-            )
-        }
-    }
 }

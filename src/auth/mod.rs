@@ -4,13 +4,15 @@
 //! → Bearer JWT → guest. Credentials that are present but bad end the request (403 / 401);
 //! they never fall through to a weaker check.
 
+pub mod access;
 pub mod cloudfront;
 pub mod jwt;
 pub mod local;
 pub mod ratelimit;
 
-use crate::config::{AccessConfig, AuthConfig, OtherAccess};
+use crate::config::AuthConfig;
 use crate::error::{Error, ErrorKind};
+pub use access::can_read;
 use axum::http::{HeaderMap, header};
 use cloudfront::{SignatureVerifier, SignedGrant};
 use jwt::JwtVerifier;
@@ -226,111 +228,9 @@ impl Authenticator {
     }
 }
 
-/// Read access per the Amplify-style prefix table (SPEC §3). Signed and edge-verified
-/// requests were already checked against this exact URL.
-pub fn can_read(p: &Principal, key: &str, a: &AccessConfig) -> bool {
-    let owner_of = |prefix: &str| -> Option<&str> {
-        key.strip_prefix(prefix)
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(id, _)| id)
-    };
-    match p {
-        Principal::Admin | Principal::Signed(_) | Principal::EdgeVerified => true,
-        _ if miscased_prefix(key, a) => false,
-        _ if key.starts_with(&a.public_prefix) => true,
-        Principal::Guest => {
-            !key.starts_with(&a.protected_prefix)
-                && !key.starts_with(&a.private_prefix)
-                && a.other == OtherAccess::Public
-        }
-        Principal::User { id, .. } => {
-            if key.starts_with(&a.protected_prefix) {
-                owner_of(&a.protected_prefix).is_some()
-            } else if key.starts_with(&a.private_prefix) {
-                owner_of(&a.private_prefix) == Some(id.as_str())
-            } else {
-                a.other != OtherAccess::None
-            }
-        }
-    }
-}
-
-/// Whether `key` starts with an access prefix in another letter case (`PRIVATE/alice/`).
-/// A case-insensitive file system (the embedded default on macOS or Windows) resolves
-/// such a key to the private object while the prefix test sees an "other" key, so
-/// guests and users are refused these keys outright.
-fn miscased_prefix(key: &str, a: &AccessConfig) -> bool {
-    [&a.public_prefix, &a.protected_prefix, &a.private_prefix]
-        .into_iter()
-        .any(|p| {
-            key.get(..p.len())
-                .is_some_and(|head| head != p.as_str() && head.to_lowercase() == p.to_lowercase())
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    /// Regression (security review, finding 13): `/PRIVATE/alice/x.jpg` is not an
-    /// "other" key that guests may read when `access.other = public`.
-    #[test]
-    fn miscased_prefixes_are_refused() {
-        let mut c = Config::defaults();
-        c.access.other = OtherAccess::Public;
-        let a = &c.access;
-        let alice = Principal::User {
-            id: "alice".into(),
-            groups: vec![],
-        };
-        assert!(can_read(&Principal::Guest, "other/x.jpg", a));
-        for key in [
-            "PRIVATE/alice/x.jpg",
-            "Private/alice/x.jpg",
-            "PROTECTED/bob/x.jpg",
-        ] {
-            assert!(!can_read(&Principal::Guest, key, a), "{key}");
-            assert!(!can_read(&alice, key, a), "{key}");
-            assert!(can_read(&Principal::Admin, key, a), "{key}");
-        }
-        assert!(!can_read(&Principal::Guest, "PUBLIC/x.jpg", a));
-        assert!(can_read(&Principal::Guest, "public/x.jpg", a));
-        assert!(can_read(&alice, "private/alice/x.jpg", a));
-    }
-
-    #[test]
-    fn guest_reads_only_public_by_default() {
-        let a = Config::defaults().access;
-        let g = Principal::Guest;
-        assert!(can_read(&g, "public/x.jpg", &a));
-        assert!(!can_read(&g, "protected/alice/x.jpg", &a));
-        assert!(!can_read(&g, "private/alice/x.jpg", &a));
-        assert!(!can_read(&g, "other/x.jpg", &a));
-        let mut open = a.clone();
-        open.other = OtherAccess::Public;
-        assert!(can_read(&g, "other/x.jpg", &open));
-        assert!(!can_read(&g, "private/alice/x.jpg", &open));
-    }
-
-    #[test]
-    fn users_and_admins() {
-        let a = Config::defaults().access;
-        let alice = Principal::User {
-            id: "alice".into(),
-            groups: vec![],
-        };
-        assert!(can_read(&alice, "protected/bob/x.jpg", &a));
-        assert!(can_read(&alice, "private/alice/x.jpg", &a));
-        assert!(!can_read(&alice, "private/bob/x.jpg", &a));
-        assert!(!can_read(&alice, "private/alicex/x.jpg", &a));
-        assert!(!can_read(&alice, "other/x.jpg", &a));
-        let mut auth_other = a.clone();
-        auth_other.other = OtherAccess::Authenticated;
-        assert!(can_read(&alice, "other/x.jpg", &auth_other));
-        assert!(can_read(&Principal::Admin, "private/bob/x.jpg", &a));
-        assert!(can_read(&Principal::Admin, "other/x.jpg", &a));
-    }
 
     #[test]
     fn secrets_compare() {

@@ -51,15 +51,38 @@ pub struct AppState {
     pub signer: Option<UrlSigner>,
 }
 
-/// Records still `pending` or `deleting` after this long belong to a process that died;
-/// the start-up sweep removes them with their originals.
-pub const STALE_AFTER_S: i64 = 3600;
+pub use crate::library::STALE_AFTER_S;
 
 /// How often idle clients' rate-limit state is freed.
 const RATE_LIMIT_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often expired upload reservations are swept.
 const RESERVATION_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl AppState {
+    /// The original/record lifecycle over this app's stores.
+    pub fn library(&self) -> crate::library::Library<'_> {
+        crate::library::Library {
+            storage: self.storage.as_ref(),
+            metadata: self.metadata.as_ref(),
+            caches: &self.caches,
+        }
+    }
+
+    /// Delivery and share URLs as the API shows them.
+    pub(crate) fn urls(&self) -> crate::api::Urls<'_> {
+        crate::api::Urls {
+            base: self
+                .config
+                .auth
+                .public_base_urls
+                .first()
+                .map(String::as_str)
+                .unwrap_or(""),
+            signer: self.signer.as_ref(),
+        }
+    }
+}
 
 /// A built server, not yet listening.
 pub struct App {
@@ -168,12 +191,15 @@ pub async fn build_app_with_parts(
     let state = Arc::new(state);
     // Finish or undo uploads and deletes that an earlier process left half-done.
     let sweep_state = state.clone();
-    tokio::spawn(async move { crate::api::sweep(&sweep_state, STALE_AFTER_S).await });
+    tokio::spawn(async move { sweep_state.library().sweep_unfinished(STALE_AFTER_S).await });
     spawn_periodic(&state, RATE_LIMIT_PRUNE_EVERY, |state| async move {
         state.rate_limits.shrink();
     });
     spawn_periodic(&state, RESERVATION_SWEEP_EVERY, |state| async move {
-        crate::api::sweep_reservations(&state, crate::metadata::now_micros()).await;
+        state
+            .library()
+            .sweep_reservations(crate::metadata::now_micros())
+            .await;
     });
     Ok(App { state })
 }

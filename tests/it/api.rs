@@ -1760,7 +1760,11 @@ async fn fault_injection(db: Db) {
     raw.insert(&crashed).await.unwrap();
     std::fs::create_dir_all(api.root.join("public")).unwrap();
     std::fs::write(api.root.join(&crashed.key), png(9)).unwrap();
-    imgorigin::api::sweep(&api.s.state, imgorigin::server::STALE_AFTER_S).await;
+    api.s
+        .state
+        .library()
+        .sweep_unfinished(imgorigin::server::STALE_AFTER_S)
+        .await;
     assert!(raw.get(&crashed.id).await.unwrap().is_none());
     assert!(!api.root.join(&crashed.key).exists());
     assert_eq!(api.stored_files(), files);

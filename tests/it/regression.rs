@@ -201,7 +201,7 @@ async fn register_claims_only_what_was_reserved() {
     assert_eq!(api.call("POST", register, alice, reg(&key)).await.0, 409);
     assert_eq!(api.call("POST", register, bob, reg(&key)).await.0, 403);
     let far = imgorigin::metadata::now_micros() + 10 * 24 * 3600 * 1_000_000;
-    imgorigin::api::sweep_reservations(&api.s.state, far).await;
+    api.s.state.library().sweep_reservations(far).await;
     assert!(!api.root.join(&key).exists(), "recreated object swept");
 
     // Too large or not an image at register: refused and removed.

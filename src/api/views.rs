@@ -1,0 +1,195 @@
+//! What the API answers, as typed views (SPEC §6 record, share, pages), and the one
+//! constructor of each. Handlers never write JSON by hand.
+
+use crate::auth::cloudfront::UrlSigner;
+use crate::metadata::{self, ImageRecord, Share};
+use axum::body::Body;
+use axum::http::{HeaderValue, Response, StatusCode, header};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde::Serialize;
+
+/// `status` with `v` as its JSON body.
+pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    // Serializing plain structs of strings and numbers cannot fail.
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+pub(crate) fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// Characters escaped in a key's path segments when building URLs.
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'+')
+    .add(b'&');
+
+/// `/{key}` with each segment percent-encoded.
+pub fn key_path(key: &str) -> String {
+    let mut out = String::new();
+    for seg in key.split('/') {
+        out.push('/');
+        out.extend(utf8_percent_encode(seg, PATH));
+    }
+    out
+}
+
+/// Builds URLs that point back at delivery: on the first `cloudfront.public_base_urls`
+/// entry when set, else paths relative to this server.
+pub(crate) struct Urls<'a> {
+    pub base: &'a str,
+    pub signer: Option<&'a UrlSigner>,
+}
+
+impl Urls<'_> {
+    pub fn delivery(&self, key: &str) -> String {
+        format!("{}{}", self.base, key_path(key))
+    }
+
+    /// The unsigned share URL: delivery URL + transform params + `share=<id>`.
+    pub fn share_unsigned(&self, key: &str, params: Option<&str>, id: &str) -> String {
+        let base = self.delivery(key);
+        match params {
+            Some(p) if !p.is_empty() => format!("{base}?{p}&share={id}"),
+            _ => format!("{base}?share={id}"),
+        }
+    }
+
+    /// The signed share URL, when signing is configured.
+    pub fn share(&self, s: &Share) -> Option<String> {
+        self.signer.map(|signer| {
+            signer.sign_canned(
+                &self.share_unsigned(&s.key, s.params.as_deref(), &s.id),
+                s.expires_at as u64,
+            )
+        })
+    }
+}
+
+/// An image record (SPEC §6).
+#[derive(Serialize)]
+pub(crate) struct RecordView<'a> {
+    id: &'a str,
+    key: &'a str,
+    level: &'static str,
+    owner: Option<&'a str>,
+    filename: Option<&'a str>,
+    content_type: &'a str,
+    bytes: i64,
+    width: i64,
+    height: i64,
+    sha256: &'a str,
+    tags: &'a [String],
+    description: Option<&'a str>,
+    created_at: String,
+    updated_at: String,
+    url: String,
+}
+
+impl<'a> RecordView<'a> {
+    pub fn new(r: &'a ImageRecord, urls: &Urls<'_>) -> Self {
+        RecordView {
+            id: &r.id,
+            key: &r.key,
+            level: r.level.as_str(),
+            owner: r.owner.as_deref(),
+            filename: r.filename.as_deref(),
+            content_type: &r.content_type,
+            bytes: r.bytes,
+            width: r.width,
+            height: r.height,
+            sha256: &r.sha256,
+            tags: &r.tags,
+            description: r.description.as_deref(),
+            created_at: metadata::rfc3339_micros(r.created_at),
+            updated_at: metadata::rfc3339_micros(r.updated_at),
+            url: urls.delivery(&r.key),
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Serialize)]
+pub(crate) struct Page<T: Serialize> {
+    pub items: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Option<String>>,
+}
+
+/// A share link as listed.
+#[derive(Serialize)]
+pub(crate) struct ShareView<'a> {
+    id: &'a str,
+    image_id: &'a str,
+    url: Option<String>,
+    params: Option<&'a str>,
+    created_at: String,
+    expires_at: String,
+    revoked: bool,
+    revoked_at: Option<String>,
+}
+
+impl<'a> ShareView<'a> {
+    pub fn new(s: &'a Share, urls: &Urls<'_>) -> Self {
+        ShareView {
+            id: &s.id,
+            image_id: &s.image_id,
+            url: urls.share(s),
+            params: s.params.as_deref(),
+            created_at: metadata::rfc3339_micros(s.created_at),
+            expires_at: metadata::rfc3339_secs(s.expires_at),
+            revoked: s.revoked_at.is_some(),
+            revoked_at: s.revoked_at.map(metadata::rfc3339_micros),
+        }
+    }
+}
+
+/// A share link just created.
+#[derive(Serialize)]
+pub(crate) struct NewShareView<'a> {
+    pub id: &'a str,
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// A presigned upload (`POST /api/v1/uploads`).
+#[derive(Serialize)]
+pub(crate) struct PresignView<'a> {
+    pub key: &'a str,
+    pub url: &'a str,
+    pub method: &'static str,
+    /// To send with the PUT: they are covered by its signature.
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub max_bytes: u64,
+    pub expires_at: String,
+    pub register: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_are_encoded() {
+        assert_eq!(key_path("public/a b+c?.png"), "/public/a%20b%2Bc%3F.png");
+        assert_eq!(key_path("public/café.png"), "/public/caf%C3%A9.png");
+    }
+}

@@ -1,0 +1,192 @@
+//! The lifecycle of an original and its record, without HTTP: stored together, deleted
+//! together, and swept when a process died half-way. Every path keeps the invariant of
+//! SPEC §6: no stored original without a record, no record without its original (records
+//! in state `pending` or `deleting` are invisible until the sweep settles them).
+
+use crate::cache::Caches;
+use crate::error::{Error, ErrorKind};
+use crate::metadata::{self, ImageRecord, MetadataStore, RecordState};
+use crate::storage::Storage;
+use bytes::Bytes;
+
+/// Records still `pending` or `deleting` after this long belong to a process that died;
+/// the start-up sweep removes them with their originals.
+pub const STALE_AFTER_S: i64 = 3600;
+
+/// Reservations whose upload URL expired over this long ago are swept: an object at a
+/// reserved key without a record (never registered, or recreated after its record was
+/// deleted) is deleted then. The grace lets a client register an upload it finished just
+/// before its URL expired.
+pub const RESERVATION_GRACE_S: i64 = 3600;
+
+/// The stores an original's lifecycle touches.
+pub struct Library<'a> {
+    pub storage: &'a dyn Storage,
+    pub metadata: &'a dyn MetadataStore,
+    pub caches: &'a Caches,
+}
+
+impl Library<'_> {
+    /// Pending record → original stored → record ready. Any failure undoes the earlier steps
+    /// (and logs); a crash in between leaves a pending record that the start-up sweep removes
+    /// together with its original.
+    pub async fn store(&self, mut rec: ImageRecord, bytes: Bytes) -> Result<ImageRecord, Error> {
+        rec.state = RecordState::Pending;
+        self.metadata.insert(&rec).await?;
+        if let Err(e) = self.storage.put(&rec.key, bytes, &rec.content_type).await {
+            tracing::warn!(id = %rec.id, error = %e, "upload: storing the original failed; removing the pending record");
+            if let Err(e2) = self.metadata.delete(&rec.id).await {
+                tracing::error!(id = %rec.id, error = %e2, "upload: pending record not removed; the sweep will");
+            }
+            return Err(e.into());
+        }
+        let now = metadata::now_micros().max(rec.updated_at);
+        let ready = self
+            .metadata
+            .set_state(&rec.id, RecordState::Pending, RecordState::Ready, now)
+            .await;
+        match ready {
+            Ok(true) => {
+                rec.state = RecordState::Ready;
+                rec.updated_at = now;
+                Ok(rec)
+            }
+            other => {
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    _ => "record vanished".to_string(),
+                };
+                tracing::warn!(id = %rec.id, error = %why, "upload: marking the record ready failed; removing the original");
+                match self.storage.delete(&rec.key).await {
+                    Ok(()) => {
+                        if let Err(e2) = self.metadata.delete(&rec.id).await {
+                            tracing::error!(id = %rec.id, error = %e2, "upload: pending record not removed; the sweep will");
+                        }
+                    }
+                    Err(e2) => {
+                        tracing::error!(id = %rec.id, error = %e2, "upload: original not removed; the sweep will retry");
+                    }
+                }
+                Err(
+                    Error::new(ErrorKind::ServiceUnavailable, "metadata database failed")
+                        .with_cause(why),
+                )
+            }
+        }
+    }
+
+    /// Record hidden (`deleting`) → original deleted → record and shares deleted → cached
+    /// variants dropped. If the original cannot be deleted, the record is shown again and the
+    /// call fails; if the last step fails, the hidden record is removed by the next sweep.
+    pub async fn delete(&self, rec: &ImageRecord) -> Result<(), Error> {
+        if !self
+            .metadata
+            .set_state(
+                &rec.id,
+                RecordState::Ready,
+                RecordState::Deleting,
+                metadata::now_micros(),
+            )
+            .await?
+        {
+            return Err(Error::not_found());
+        }
+        if let Err(e) = self.storage.delete(&rec.key).await {
+            if let Err(e2) = self
+                .metadata
+                .set_state(
+                    &rec.id,
+                    RecordState::Deleting,
+                    RecordState::Ready,
+                    metadata::now_micros(),
+                )
+                .await
+            {
+                tracing::error!(id = %rec.id, error = %e2, "could not restore a record after a failed delete; the sweep will retry");
+            }
+            return Err(e.into());
+        }
+        self.caches.purge_key(&rec.key).await;
+        if let Err(e) = self.metadata.delete(&rec.id).await {
+            tracing::error!(id = %rec.id, error = %e, "original deleted but its record is left hidden; the sweep removes it");
+        }
+        Ok(())
+    }
+
+    /// Start-up sweep: records left `pending` (an upload that died between database and
+    /// storage) or `deleting` for over `older_than_s`: their original (if any) and the record
+    /// are removed.
+    pub async fn sweep_unfinished(&self, older_than_s: i64) {
+        let cutoff = metadata::now_micros() - older_than_s * 1_000_000;
+        let stale = match self.metadata.stale(cutoff).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata sweep failed");
+                return;
+            }
+        };
+        for r in stale {
+            match self.storage.delete(&r.key).await {
+                Ok(()) => {
+                    self.caches.purge_key(&r.key).await;
+                    match self.metadata.delete(&r.id).await {
+                        Ok(()) => {
+                            tracing::info!(id = %r.id, state = r.state.as_str(), "swept an unfinished record")
+                        }
+                        Err(e) => {
+                            tracing::warn!(id = %r.id, error = %e, "sweep: record not deleted")
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(id = %r.id, error = %e, "sweep: original not deleted"),
+            }
+        }
+    }
+
+    /// A presigned upload that failed validation at `register`: the object goes and the
+    /// reservation is spent, so nothing unrecorded stays in the bucket.
+    pub async fn discard_reserved_upload(&self, key: &str) {
+        if let Err(e) = self.storage.delete(key).await {
+            tracing::warn!(error = %e, "register: could not delete a refused upload; the reservation sweep will");
+            return;
+        }
+        if let Err(e) = self
+            .metadata
+            .use_reservation(key, metadata::now_micros())
+            .await
+        {
+            tracing::warn!(error = %e, "register: could not spend a refused upload's reservation");
+        }
+    }
+
+    /// Sweeps expired upload reservations (see [`RESERVATION_GRACE_S`]) as of `now` (µs).
+    pub async fn sweep_reservations(&self, now: i64) {
+        let before = now - RESERVATION_GRACE_S * 1_000_000;
+        let expired = match self.metadata.expired_reservations(before).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reservation sweep failed");
+                return;
+            }
+        };
+        for r in expired {
+            match self.metadata.key_recorded(&r.key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Err(e) = self.storage.delete(&r.key).await {
+                        tracing::warn!(error = %e, "reservation sweep: object not deleted");
+                        continue;
+                    }
+                    self.caches.purge_key(&r.key).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reservation sweep failed");
+                    return;
+                }
+            }
+            if let Err(e) = self.metadata.delete_reservation(&r.key).await {
+                tracing::warn!(error = %e, "reservation sweep: reservation not deleted");
+            }
+        }
+    }
+}
