@@ -6,7 +6,7 @@ use crate::auth::{self, Principal};
 use crate::cache::{Original, Variant};
 use crate::error::{Error, ErrorKind};
 use crate::headers::{self, Audience};
-use crate::params::{self, SourceTraits, Transform};
+use crate::params::{self, OutputFormat, SourceTraits, Transform};
 use crate::pipeline::{self, RenderOptions};
 use crate::server::AppState;
 use crate::storage::{StorageError, key};
@@ -128,7 +128,17 @@ pub async fn handle(
         format: info.format,
         has_alpha: info.has_alpha,
     };
-    let (transform, negotiated) = params::resolve(&pending, traits, accept, &state.parse);
+    let (mut transform, negotiated) = params::resolve(&pending, traits, accept, &state.parse);
+    // Output size caps, from the header and the plan, before a worker is taken. `fm=auto`
+    // falls back from AVIF (the tighter cap) to what else the client accepts.
+    let limits = render_limits(state);
+    if let Err(e) = pipeline::check_output(&original.body, &transform, &limits) {
+        if !(negotiated && transform.format == OutputFormat::Avif) {
+            return Err(e.into());
+        }
+        transform = params::resolve_without_avif(&pending, traits, accept, &state.parse).0;
+        pipeline::check_output(&original.body, &transform, &limits)?;
+    }
     let id = params::variant_id(&key, &original.meta.etag, &transform);
     let etag = headers::strong_etag(&hex::encode(id));
     let common = ResponseHeads::new(
@@ -380,6 +390,19 @@ fn make_original(obj: crate::storage::Object) -> Original {
     }
 }
 
+/// The server's render settings, without a watermark.
+fn render_limits(state: &AppState) -> RenderOptions<'static> {
+    let l = &state.config.limits;
+    RenderOptions {
+        max_output: (l.max_width, l.max_height),
+        max_source_pixels: l.max_source_pixels,
+        max_output_pixels: l.max_output_pixels,
+        max_avif_output_pixels: l.max_avif_output_pixels,
+        avif_speed: state.config.format.avif_speed,
+        watermark: None,
+    }
+}
+
 /// Renders on the worker pool; the result goes into the variant cache.
 async fn render_variant(
     state: Arc<AppState>,
@@ -396,12 +419,7 @@ async fn render_variant(
             }
             None => None,
         };
-    let max_source_pixels = state.config.limits.max_source_pixels;
-    let avif_speed = state.config.format.avif_speed;
-    let max_output = (
-        state.config.limits.max_width,
-        state.config.limits.max_height,
-    );
+    let limits = render_limits(&state);
     let queued_at = Instant::now();
     let metrics_state = state.clone();
     let key_for_render = key.clone();
@@ -421,10 +439,8 @@ async fn render_variant(
             m.transforms_running.inc();
             let started = Instant::now();
             let opts = RenderOptions {
-                max_output,
-                max_source_pixels,
-                avif_speed,
                 watermark: watermark.as_deref(),
+                ..limits
             };
             let kept = metrics_state
                 .caches
