@@ -173,11 +173,17 @@ pub async fn handle(
                 return Err(e);
             }
             let render = render_variant(state.clone(), original.clone(), transform, key.clone());
-            let v = state
-                .caches
-                .variants
-                .try_get_with(id, render)
+            // The render and its cache insert run detached from this request: a request
+            // that times out (or whose client leaves) drops only its wait, so the work
+            // already admitted still lands in the cache and a retry is a hit instead of a
+            // second render. Identical concurrent misses still render once: each waiter's
+            // task joins the same `try_get_with`. Admission (503 when the queue is full)
+            // is still answered at once, through the task.
+            let variants = state.caches.variants.clone();
+            let task = tokio::spawn(async move { variants.try_get_with(id, render).await });
+            let v = task
                 .await
+                .map_err(|e| Error::internal(format!("render task failed: {e}")))?
                 .map_err(|e| (*e).clone())?;
             (v, CacheOutcome::Miss)
         }
