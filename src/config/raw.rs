@@ -233,7 +233,7 @@ impl Default for Limits {
             transform_queue: 64,
             // 40 MP: above 8K UHD (7680x4320 = 33 MP), so no display size is refused.
             max_output_pixels: 40_000_000,
-            // 2^23: a 3840x2160 (4K UHD) frame still fits; AVIF costs ~10x JPEG per pixel.
+            // 2^23: a 3840x2160 (4K UHD) frame still fits; AVIF is the slowest encoder per pixel.
             max_avif_output_pixels: 8_388_608,
         }
     }

@@ -175,7 +175,7 @@ pub struct RenderOptions<'a> {
     /// Most pixels an output (and a resampled intermediate) may have, whatever the source
     /// size: encode and effect cost grow with it. Checked from the plan, before decoding.
     pub max_output_pixels: u64,
-    /// The same for AVIF output, whose encoder costs several times more per pixel.
+    /// The same for AVIF output, the slowest encoder per pixel.
     pub max_avif_output_pixels: u64,
 }
 
