@@ -141,6 +141,8 @@ fn render_benches(c: &mut Criterion) {
     let opts = RenderOptions {
         max_output: (8192, 8192),
         max_source_pixels: 100_000_000,
+        max_output_pixels: 40_000_000,
+        max_avif_output_pixels: 8_388_608,
         avif_speed: AVIF_SPEED,
         watermark: None,
     };

@@ -7,7 +7,7 @@ use crate::auth::{self, Principal};
 use crate::cache::{Original, Variant};
 use crate::error::{Error, ErrorKind};
 use crate::headers::{self, Audience};
-use crate::params::{self, SourceTraits, Transform};
+use crate::params::{self, OutputFormat, SourceTraits, Transform};
 use crate::pipeline::{self, RenderOptions};
 use crate::server::AppState;
 use crate::storage::{StorageError, key};
@@ -138,7 +138,17 @@ pub async fn handle(
         format: info.format,
         has_alpha: info.has_alpha,
     };
-    let (transform, negotiated) = params::resolve(&pending, traits, accept, &state.parse);
+    let (mut transform, negotiated) = params::resolve(&pending, traits, accept, &state.parse);
+    // Output size caps, from the header and the plan, before a worker is taken. `fm=auto`
+    // falls back from AVIF (the tighter cap) to what else the client accepts.
+    let limits = render_limits(state);
+    if let Err(e) = pipeline::check_output(&original.body, &transform, &limits) {
+        if !(negotiated && transform.format == OutputFormat::Avif) {
+            return Err(e.into());
+        }
+        transform = params::resolve_without_avif(&pending, traits, accept, &state.parse).0;
+        pipeline::check_output(&original.body, &transform, &limits)?;
+    }
     let id = params::variant_id(&key, &original.meta.etag, &transform);
     let etag = headers::strong_etag(&hex::encode(id));
     let common = ResponseHeads::new(
@@ -173,11 +183,17 @@ pub async fn handle(
                 return Err(e);
             }
             let render = render_variant(state.clone(), original.clone(), transform, key.clone());
-            let v = state
-                .caches
-                .variants
-                .try_get_with(id, render)
+            // The render and its cache insert run detached from this request: a request
+            // that times out (or whose client leaves) drops only its wait, so the work
+            // already admitted still lands in the cache and a retry is a hit instead of a
+            // second render. Identical concurrent misses still render once: each waiter's
+            // task joins the same `try_get_with`. Admission (503 when the queue is full)
+            // is still answered at once, through the task.
+            let variants = state.caches.variants.clone();
+            let task = tokio::spawn(async move { variants.try_get_with(id, render).await });
+            let v = task
                 .await
+                .map_err(|e| Error::internal(format!("render task failed: {e}")))?
                 .map_err(|e| (*e).clone())?;
             (v, CacheOutcome::Miss)
         }
@@ -390,6 +406,19 @@ fn make_original(obj: crate::storage::Object) -> Original {
     }
 }
 
+/// The server's render settings, without a watermark.
+fn render_limits(state: &AppState) -> RenderOptions<'static> {
+    let l = &state.config.limits;
+    RenderOptions {
+        max_output: (l.max_width, l.max_height),
+        max_source_pixels: l.max_source_pixels,
+        max_output_pixels: l.max_output_pixels,
+        max_avif_output_pixels: l.max_avif_output_pixels,
+        avif_speed: state.config.format.avif_speed,
+        watermark: None,
+    }
+}
+
 /// Renders on the worker pool; the result goes into the variant cache.
 async fn render_variant(
     state: Arc<AppState>,
@@ -406,12 +435,7 @@ async fn render_variant(
             }
             None => None,
         };
-    let max_source_pixels = state.config.limits.max_source_pixels;
-    let avif_speed = state.config.format.avif_speed;
-    let max_output = (
-        state.config.limits.max_width,
-        state.config.limits.max_height,
-    );
+    let limits = render_limits(&state);
     let queued_at = Instant::now();
     let metrics_state = state.clone();
     let key_for_render = key.clone();
@@ -431,10 +455,8 @@ async fn render_variant(
             m.transforms_running.inc();
             let started = Instant::now();
             let opts = RenderOptions {
-                max_output,
-                max_source_pixels,
-                avif_speed,
                 watermark: watermark.as_deref(),
+                ..limits
             };
             let kept = metrics_state
                 .caches

@@ -158,6 +158,10 @@ pub struct LimitsConfig {
     pub allowed_widths: Vec<u32>,
     pub transform_concurrency: usize,
     pub transform_queue: usize,
+    /// Most pixels of a rendered output (any format); checked before a worker is taken.
+    pub max_output_pixels: u64,
+    /// Most pixels of an AVIF output (the smaller of this and `max_output_pixels` applies).
+    pub max_avif_output_pixels: u64,
 }
 
 /// What `fm` means when absent.
@@ -516,6 +520,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     nonzero("limits.max_width", l.max_width as u64, &mut errs);
     nonzero("limits.max_height", l.max_height as u64, &mut errs);
     nonzero("limits.max_upload_bytes", l.max_upload_bytes.0, &mut errs);
+    // Render cost caps.
+    nonzero("limits.max_output_pixels", l.max_output_pixels, &mut errs);
+    nonzero(
+        "limits.max_avif_output_pixels",
+        l.max_avif_output_pixels,
+        &mut errs,
+    );
     let mut allowed_widths = l.allowed_widths.clone().unwrap_or_default();
     allowed_widths.sort_unstable();
     allowed_widths.dedup();
@@ -546,6 +557,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             l.transform_concurrency
         },
         transform_queue: l.transform_queue,
+        max_output_pixels: l.max_output_pixels,
+        max_avif_output_pixels: l.max_avif_output_pixels,
     };
 
     let f = &raw.format;
@@ -1097,5 +1110,16 @@ mod tests {
         .unwrap();
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert!(Config::defaults().warnings.is_empty());
+    }
+
+    // Render cost caps.
+    #[test]
+    fn output_pixel_caps() {
+        let c = Config::defaults();
+        assert_eq!(c.limits.max_output_pixels, 40_000_000);
+        assert_eq!(c.limits.max_avif_output_pixels, 8_388_608);
+        let e =
+            Config::from_toml_and_env("[limits]\nmax_output_pixels = 0\n", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("limits.max_output_pixels"), "{e}");
     }
 }

@@ -215,6 +215,9 @@ pub struct Limits {
     /// 0 = number of cores.
     pub transform_concurrency: usize,
     pub transform_queue: usize,
+    // Render cost caps (output pixels per format).
+    pub max_output_pixels: u64,
+    pub max_avif_output_pixels: u64,
 }
 
 impl Default for Limits {
@@ -228,6 +231,10 @@ impl Default for Limits {
             allowed_widths: None,
             transform_concurrency: 0,
             transform_queue: 64,
+            // 40 MP: above 8K UHD (7680x4320 = 33 MP), so no display size is refused.
+            max_output_pixels: 40_000_000,
+            // 2^23: a 3840x2160 (4K UHD) frame still fits; AVIF is the slowest encoder per pixel.
+            max_avif_output_pixels: 8_388_608,
         }
     }
 }

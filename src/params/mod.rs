@@ -403,6 +403,27 @@ pub fn resolve(
     accept: Option<&str>,
     s: &ParseSettings,
 ) -> (Transform, bool) {
+    resolve_inner(p, src, accept, s, s.avif_enabled)
+}
+
+/// [`resolve`] with AVIF left out of `fm=auto` negotiation: for outputs too large for the
+/// AVIF pixel cap, which then get WebP or JPEG/PNG instead of a refusal.
+pub fn resolve_without_avif(
+    p: &PendingTransform,
+    src: SourceTraits,
+    accept: Option<&str>,
+    s: &ParseSettings,
+) -> (Transform, bool) {
+    resolve_inner(p, src, accept, s, false)
+}
+
+fn resolve_inner(
+    p: &PendingTransform,
+    src: SourceTraits,
+    accept: Option<&str>,
+    s: &ParseSettings,
+    avif_enabled: bool,
+) -> (Transform, bool) {
     use crate::pipeline::SourceFormat as SF;
     let (format, negotiated) = match p.format {
         FormatChoice::Fixed(f) => (f, false),
@@ -416,7 +437,7 @@ pub fn resolve(
         ),
         FormatChoice::Auto => {
             let accept = accept.unwrap_or("");
-            let f = if s.avif_enabled && accepts(accept, "image/avif") {
+            let f = if avif_enabled && accepts(accept, "image/avif") {
                 OutputFormat::Avif
             } else if accepts(accept, "image/webp") {
                 OutputFormat::Webp

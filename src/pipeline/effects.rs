@@ -56,16 +56,35 @@ pub(crate) fn sharpen(img: &mut DynamicImage, sigma: f32) {
     }
 }
 
-/// Separable Gaussian in place. Small sigmas use the exact kernel; above `BOX_FROM` three
-/// box blurs (constant cost per pixel whatever the radius) approximate it closely, so
-/// sigma 100 stays cheap.
-fn gaussian(data: &mut [u8], w: usize, h: usize, ch: usize, sigma: f32) {
+/// Kernel taps of the exact Gaussian for `sigma` (its cost per sample and pass).
+fn exact_taps(sigma: f32) -> u64 {
+    2 * (sigma * 3.0).ceil().max(1.0) as u64 + 1
+}
+
+/// Whether [`gaussian`] uses the exact kernel (cost ∝ pixels × taps, taps = 6σ + 1) rather
+/// than three box blurs (constant cost per pixel whatever sigma). Above `BOX_FROM` the
+/// boxes approximate it closely anyway. Up to `ALWAYS_EXACT_TAPS` (σ ≤ 2, where three
+/// narrow boxes would be a poor fit) the kernel costs no more than the boxes' few passes;
+/// between the two, the exact kernel is kept only while pixels × taps stays within
+/// `EXACT_WORK` (≈ 1.8 MP at σ 6), so no sigma makes a large output cost more per pixel
+/// than σ 2: the cost of an effect is bounded by output pixels (which are capped), not by
+/// pixels × sigma.
+fn uses_exact_kernel(sigma: f32, pixels: u64) -> bool {
     const BOX_FROM: f32 = 6.0;
+    const ALWAYS_EXACT_TAPS: u64 = 13;
+    const EXACT_WORK: u64 = 64 << 20;
+    let taps = exact_taps(sigma);
+    sigma <= BOX_FROM && (taps <= ALWAYS_EXACT_TAPS || pixels.saturating_mul(taps) <= EXACT_WORK)
+}
+
+/// Separable Gaussian in place: the exact kernel or three box blurs, see
+/// [`uses_exact_kernel`].
+fn gaussian(data: &mut [u8], w: usize, h: usize, ch: usize, sigma: f32) {
     if w == 0 || h == 0 || sigma <= 0.0 {
         return;
     }
     let mut tmp = vec![0u8; data.len()];
-    if sigma <= BOX_FROM {
+    if uses_exact_kernel(sigma, (w * h) as u64) {
         let kernel = gaussian_kernel(sigma);
         convolve_h(data, &mut tmp, w, h, ch, &kernel);
         convolve_v(&tmp, data, w, h, ch, &kernel);
@@ -79,7 +98,7 @@ fn gaussian(data: &mut [u8], w: usize, h: usize, ch: usize, sigma: f32) {
 }
 
 fn gaussian_kernel(sigma: f32) -> Vec<f32> {
-    let r = (sigma * 3.0).ceil().max(1.0) as i32;
+    let r = (exact_taps(sigma) / 2) as i32;
     let mut k: Vec<f32> = (-r..=r)
         .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
         .collect();
@@ -292,6 +311,50 @@ mod tests {
             if p.0[3] > 16 {
                 assert!(p.0[0] > 240, "{p:?}");
             }
+        }
+    }
+
+    #[test]
+    fn effect_cost_is_bounded_by_pixels_not_sigma() {
+        // Small images keep the exact kernel up to the box threshold.
+        assert!(uses_exact_kernel(6.0, 1 << 20));
+        assert!(!uses_exact_kernel(6.5, 1 << 20));
+        // Large ones switch to the boxes above σ 2: never more than 13 taps per sample.
+        assert!(uses_exact_kernel(2.0, 40_000_000));
+        assert!(!uses_exact_kernel(2.1, 40_000_000));
+        assert!(!uses_exact_kernel(100.0, 40_000_000));
+        for sigma in [0.3f32, 1.0, 2.0, 3.0, 6.0, 10.0, 100.0] {
+            let exact = uses_exact_kernel(sigma, 40_000_000);
+            assert!(!exact || exact_taps(sigma) <= 13, "sigma {sigma}");
+        }
+    }
+
+    #[test]
+    fn box_approximation_is_close_to_the_exact_kernel() {
+        // What a large output gets at σ 2..6 instead of the exact kernel.
+        let (w, h) = (64, 8);
+        let src: Vec<u8> = (0..w * h * 3)
+            .map(|i| if (i / 3) % w < w / 2 { 20 } else { 230 })
+            .collect();
+        for sigma in [2.5f32, 4.0, 6.0] {
+            let mut exact = src.clone();
+            let mut tmp = vec![0u8; src.len()];
+            let k = gaussian_kernel(sigma);
+            convolve_h(&exact.clone(), &mut tmp, w, h, 3, &k);
+            convolve_v(&tmp, &mut exact, w, h, 3, &k);
+            let mut boxed = src.clone();
+            for size in box_sizes(sigma) {
+                let r = (size - 1) / 2;
+                box_h(&boxed, &mut tmp, w, h, 3, r);
+                box_v(&tmp, &mut boxed, w, h, 3, r);
+            }
+            let worst = exact
+                .iter()
+                .zip(&boxed)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(worst <= 8, "sigma {sigma}: max difference {worst}");
         }
     }
 

@@ -172,6 +172,21 @@ pub struct RenderOptions<'a> {
     /// needs to be larger than both this and the source. Guards against `enlarge=1` with an
     /// extreme aspect ratio planning a gigantic buffer.
     pub max_output: (u32, u32),
+    /// Most pixels an output (and a resampled intermediate) may have, whatever the source
+    /// size: encode and effect cost grow with it. Checked from the plan, before decoding.
+    pub max_output_pixels: u64,
+    /// The same for AVIF output, the slowest encoder per pixel.
+    pub max_avif_output_pixels: u64,
+}
+
+impl RenderOptions<'_> {
+    /// The output pixel cap for `format`.
+    pub fn output_pixel_cap(&self, format: OutputFormat) -> u64 {
+        match format {
+            OutputFormat::Avif => self.max_avif_output_pixels.min(self.max_output_pixels),
+            _ => self.max_output_pixels,
+        }
+    }
 }
 
 /// An encoded output image.
@@ -277,6 +292,136 @@ fn crop_region(t: &Transform, (w, h): (u32, u32)) -> Result<Rect, PipelineError>
     }
 }
 
+/// The geometry of one render, decided from the header and the transform before any
+/// pixel exists.
+struct Planned {
+    orient: Orient,
+    /// Full-resolution size after orientation.
+    oriented: (u32, u32),
+    region: Rect,
+    plan: Option<geometry::FitPlan>,
+    /// Size the region is resampled to (in oriented axes).
+    target: (u32, u32),
+}
+
+/// Plans a render of a `stored`-size source whose EXIF orientation is `exif`, and applies
+/// the output limits: per-axis (`max_output`) and in pixels, per format.
+fn plan_render(
+    stored: (u32, u32),
+    exif: Orientation,
+    t: &Transform,
+    opts: &RenderOptions,
+) -> Result<Planned, PipelineError> {
+    let orient = full_orientation(exif, t)?;
+    let oriented = orient.output_dims(stored.0, stored.1);
+    let region = crop_region(t, oriented)?;
+    let plan = geometry::plan_fit(region.w, region.h, t.width, t.height, t.fit, t.enlarge);
+    let target = plan.map_or((region.w, region.h), |p| p.resize);
+    let limit = (
+        opts.max_output.0.max(region.w),
+        opts.max_output.1.max(region.h),
+    );
+    if target.0 > limit.0 || target.1 > limit.1 {
+        return Err(PipelineError::InvalidParam {
+            param: "enlarge",
+            detail: format!(
+                "the result would be {}x{}, larger than the {}x{} limit",
+                target.0, target.1, limit.0, limit.1
+            ),
+        });
+    }
+    let output = match plan.map(|p| p.canvas) {
+        None | Some(Canvas::Exact) => target,
+        Some(Canvas::Crop { w, h }) => (w.min(target.0), h.min(target.1)),
+        Some(Canvas::Pad { w, h }) => (w, h),
+    };
+    check_output_pixels(t, (region.w, region.h), target, output, opts)?;
+    Ok(Planned {
+        orient,
+        oriented,
+        region,
+        plan,
+        target,
+    })
+}
+
+/// Output pixel caps. The encoded output is held to the cap of its format; a resampled
+/// intermediate larger than the output (`fit=cover`) to the general cap, unless it is the
+/// source region itself (nothing to resample; bounded by `max_source_pixels`).
+fn check_output_pixels(
+    t: &Transform,
+    region: (u32, u32),
+    target: (u32, u32),
+    output: (u32, u32),
+    opts: &RenderOptions,
+) -> Result<(), PipelineError> {
+    let px = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+    let cap = opts.output_pixel_cap(t.format);
+    let (size, pixels, limit) = if px(output) > cap {
+        (output, px(output), cap)
+    } else if target != region && px(target) > opts.max_output_pixels {
+        (target, px(target), opts.max_output_pixels)
+    } else {
+        return Ok(());
+    };
+    // Name what the client can change: the format when only its tighter cap is exceeded,
+    // else the size.
+    let (param, hint) = if pixels <= opts.max_output_pixels {
+        ("fm", "ask for a smaller `w`/`h` or another format")
+    } else {
+        match (t.width, t.height) {
+            (Some(_), _) => ("w", "ask for a smaller `w`/`h`"),
+            (None, Some(_)) => ("h", "ask for a smaller `h`"),
+            (None, None) => ("w", "ask for a smaller size with `w` or `h`"),
+        }
+    };
+    Err(PipelineError::InvalidParam {
+        param,
+        detail: format!(
+            "the {} result would be {}x{} ({pixels} pixels), more than the limit of {limit}; {hint}",
+            t.format.name(),
+            size.0,
+            size.1,
+        ),
+    })
+}
+
+/// Whether `t` on `input` fits the limits of `opts` (source pixels, output size and output
+/// pixels per format), from the header alone: lets the server refuse before taking a
+/// worker. For JPEG the EXIF orientation is known from the header, so this is exactly the
+/// check [`render_with`] makes; other formats carry it (rarely) in metadata the decoder
+/// reads, so both axis orders are tried and only a request failing with either is refused
+/// here; the render checks again with the real orientation.
+pub fn check_output(
+    input: &[u8],
+    t: &Transform,
+    opts: &RenderOptions,
+) -> Result<(), PipelineError> {
+    let header = detect::read_header(input)?;
+    check_pixels(&header, opts.max_source_pixels)?;
+    pre_decode_plan(&header, t, opts).map(|_| ())
+}
+
+/// [`plan_render`] before decoding: with the JPEG header's orientation, or, for other
+/// formats, succeeding when either axis order fits (the plan of the upright one is
+/// returned; its error when neither fits).
+fn pre_decode_plan(
+    header: &detect::Header<'_>,
+    t: &Transform,
+    opts: &RenderOptions,
+) -> Result<Planned, PipelineError> {
+    let stored = (header.width, header.height);
+    match &header.jpeg {
+        Some(meta) => {
+            let exif =
+                Orientation::from_exif(meta.orientation()).unwrap_or(Orientation::NoTransforms);
+            plan_render(stored, exif, t, opts)
+        }
+        None => plan_render(stored, Orientation::NoTransforms, t, opts)
+            .or_else(|e| plan_render(stored, Orientation::Rotate90, t, opts).map_err(|_| e)),
+    }
+}
+
 /// Decodes `input`, applies `t` and encodes the result.
 pub fn render(
     input: &[u8],
@@ -297,17 +442,12 @@ pub fn render_with(
     check_pixels(&header, opts.max_source_pixels)?;
 
     // Shrink-on-load needs the final geometry before decoding; for JPEG the orientation is
-    // already known from our own header parse.
-    let shrink = match &header.jpeg {
-        Some(meta) => {
-            let exif =
-                Orientation::from_exif(meta.orientation()).unwrap_or(Orientation::NoTransforms);
-            let orient = full_orientation(exif, t)?;
-            let region = crop_region(t, orient.output_dims(header.width, header.height))?;
-            geometry::plan_fit(region.w, region.h, t.width, t.height, t.fit, t.enlarge)
-                .map_or(1, |p| geometry::jpeg_shrink((region.w, region.h), p.resize))
-        }
-        None => 1,
+    // already known from our own header parse. Output limits are enforced here too, before
+    // any pixel buffer exists.
+    let pre = pre_decode_plan(&header, t, opts)?;
+    let shrink = match (&header.jpeg, pre.plan) {
+        (Some(_), Some(p)) => geometry::jpeg_shrink((pre.region.w, pre.region.h), p.resize),
+        _ => 1,
     };
 
     let mut decode = || {
@@ -333,24 +473,13 @@ pub fn render_with(
     };
     let src = &source.image;
 
-    let orient = full_orientation(source.orientation, t)?;
-    let oriented = orient.output_dims(header.width, header.height);
-    let region = crop_region(t, oriented)?;
-    let plan = geometry::plan_fit(region.w, region.h, t.width, t.height, t.fit, t.enlarge);
-    let target = plan.map_or((region.w, region.h), |p| p.resize);
-    let limit = (
-        opts.max_output.0.max(region.w),
-        opts.max_output.1.max(region.h),
-    );
-    if target.0 > limit.0 || target.1 > limit.1 {
-        return Err(PipelineError::InvalidParam {
-            param: "enlarge",
-            detail: format!(
-                "the result would be {}x{}, larger than the {}x{} limit",
-                target.0, target.1, limit.0, limit.1
-            ),
-        });
-    }
+    let Planned {
+        orient,
+        oriented,
+        region,
+        plan,
+        target,
+    } = plan_render((header.width, header.height), source.orientation, t, opts)?;
 
     // Crop + resize in one resampling pass, in the stored orientation and at the decoded
     // (possibly shrunk) scale.
