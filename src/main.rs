@@ -215,6 +215,7 @@ fn redact_password(url: &str) -> String {
 /// idle RSS then stayed within ~35 MiB of what the caches hold, run after run. (A
 /// periodic malloc_trim, jemalloc and mimalloc were measured too: all kept more memory.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // one FFI call into glibc, see SAFETY below
 fn fix_malloc_mmap_threshold() {
     // An operator's own setting (glibc reads it at start-up) wins.
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
