@@ -131,6 +131,8 @@ pub struct SourceInfo {
     pub width: u32,
     pub height: u32,
     pub has_alpha: bool,
+    /// Frames in the file (1 for still images); see `detect::Header::frames`.
+    pub frames: u32,
 }
 
 /// Header-only: magic bytes + dimensions (as stored, before orientation) + alpha; never
@@ -142,6 +144,7 @@ pub fn probe(input: &[u8]) -> Result<SourceInfo, PipelineError> {
         width: h.width,
         height: h.height,
         has_alpha: h.has_alpha,
+        frames: h.frames,
     })
 }
 
@@ -157,6 +160,7 @@ pub fn check(input: &[u8], max_pixels: u64) -> Result<SourceInfo, PipelineError>
         width: h.width,
         height: h.height,
         has_alpha: h.has_alpha,
+        frames: h.frames,
     })
 }
 
@@ -245,14 +249,17 @@ pub trait DecodedSources {
     ) -> Result<Arc<DecodedSource>, PipelineError>;
 }
 
-/// Refuses headers declaring more than `limit` pixels.
+/// Refuses headers declaring more than `limit` pixels, for the image or any of its frames
+/// (a GIF frame can be larger than its logical screen).
 fn check_pixels(header: &detect::Header<'_>, limit: u64) -> Result<(), PipelineError> {
-    if u64::from(header.width) * u64::from(header.height) > limit {
-        return Err(PipelineError::TooManyPixels {
-            width: header.width,
-            height: header.height,
-            limit,
-        });
+    for (width, height) in [(header.width, header.height), header.largest_frame] {
+        if u64::from(width) * u64::from(height) > limit {
+            return Err(PipelineError::TooManyPixels {
+                width,
+                height,
+                limit,
+            });
+        }
     }
     Ok(())
 }
