@@ -12,6 +12,7 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 pub(super) async fn read_capped(body: Body, cap: u64) -> Result<Bytes, Error> {
     collect_capped(body, cap).await
@@ -161,8 +162,20 @@ pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, 
 
 /// Pending record → original stored → record ready. Any failure undoes the earlier steps
 /// (and logs); a crash in between leaves a pending record that the start-up sweep removes
-/// together with its original.
+/// together with its original. Runs in its own task: a request cut off by
+/// `server.api_timeout_s` (or a client gone) must not stop it half-way.
 pub(super) async fn store(
+    state: &Arc<AppState>,
+    rec: ImageRecord,
+    bytes: Bytes,
+) -> Result<ImageRecord, Error> {
+    let state = state.clone();
+    tokio::spawn(async move { store_steps(&state, rec, bytes).await })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, "storing the upload failed").with_cause(e))?
+}
+
+async fn store_steps(
     state: &AppState,
     mut rec: ImageRecord,
     bytes: Bytes,

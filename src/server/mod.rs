@@ -212,6 +212,10 @@ impl App {
             .fallback(delivery_route)
             .layer(middleware::from_fn_with_state(
                 self.state.clone(),
+                api_deadline,
+            ))
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
                 origin_guard,
             ))
             .layer(middleware::from_fn_with_state(self.state.clone(), observe))
@@ -323,6 +327,26 @@ async fn origin_guard(
         return error_response(&e, &state.config.cache_control.not_found);
     }
     next.run(req).await
+}
+
+/// `server.api_timeout_s` bounds every `/api` request, reading its body included (a slowly
+/// dripped upload). On expiry the handler is dropped, which frees its buffers; the upload's
+/// store step runs in its own task so it is never cut in half (see `api::upload::store`).
+async fn api_deadline(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
+    if route_of(req.uri().path()) != Route::Api {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(state.config.server.api_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => error_response(
+            &Error::new(ErrorKind::GatewayTimeout, "request timed out"),
+            &state.config.cache_control.not_found,
+        ),
+    }
 }
 
 async fn delivery_route(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
