@@ -53,6 +53,10 @@ pub(super) async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
+    let limits = ConnLimits {
+        max_connections: fd_bounded(limits.max_connections),
+        ..limits
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -62,22 +66,22 @@ pub(super) async fn serve(
     let builder = Arc::new(builder);
     let conn_shutdown = shutdown.clone();
     let mut conns = JoinSet::new();
-    let mut at_cap = false;
+    // At most one warning a minute: under a flood the cap is reached over and over.
+    let mut warned: Option<Instant> = None;
     loop {
         if conns.len() >= limits.max_connections {
-            if !at_cap {
+            if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                 tracing::warn!(
                     max_connections = limits.max_connections,
                     "connection limit reached; new connections wait in the listen backlog"
                 );
-                at_cap = true;
+                warned = Some(Instant::now());
             }
             tokio::select! {
                 _ = conns.join_next() => continue,
                 _ = stopped(&mut shutdown) => break,
             }
         }
-        at_cap = false;
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
@@ -106,6 +110,43 @@ pub(super) async fn serve(
         );
         conns.shutdown().await;
     }
+}
+
+/// Descriptors kept free for storage, database, files and the other listener.
+const FD_RESERVE: u64 = 256;
+
+/// The connection cap, lowered (with a warning) to fit the open-file limit: past it,
+/// accept fails with EMFILE and nothing else can open a file either. The soft limit is
+/// first raised to the hard one, as most servers do.
+fn fd_bounded(max_connections: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return max_connections;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let room = lim.rlim_cur.saturating_sub(FD_RESERVE).max(16);
+    if max_connections as u64 > room {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = lim.rlim_cur,
+            using = room,
+            "server.max_connections is above what the open-file limit allows; lowered"
+        );
+        return room as usize;
+    }
+    max_connections
 }
 
 /// Resolves once the server is shutting down (the `Ref` is not held across awaits).
