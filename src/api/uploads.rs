@@ -126,7 +126,14 @@ pub(super) async fn upload(
         created_at: now,
         updated_at: now,
     };
-    let rec = state.library().store(rec, checked.bytes).await?;
+    // In its own task: a request cut off by `server.api_timeout_s` (or a client gone)
+    // must not stop the pending → stored → ready sequence half-way.
+    let owned = state.clone();
+    let rec = tokio::spawn(async move { owned.library().store(rec, checked.bytes).await })
+        .await
+        .map_err(|e| {
+            Error::new(ErrorKind::Internal, "storing the upload failed").with_cause(e)
+        })??;
     let mut resp = views::json(StatusCode::CREATED, &RecordView::new(&rec, &state.urls()));
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/images/{}", rec.id)) {
         resp.headers_mut().insert(header::LOCATION, v);

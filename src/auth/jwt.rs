@@ -212,6 +212,9 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
     v.get("iss")?.as_str().map(String::from)
 }
 
+/// Largest JWKS document accepted (Cognito's are a few KiB).
+const MAX_JWKS_BYTES: u64 = 1 << 20;
+
 async fn fetch_jwks(
     http: &reqwest::Client,
     url: &str,
@@ -224,12 +227,21 @@ async fn fetch_jwks(
     if !resp.status().is_success() {
         return Err(err(format!("JWKS fetch failed: HTTP {}", resp.status())));
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| err(format!("JWKS fetch failed: {e}")))?;
-    if body.len() > 1 << 20 {
+    // Refused from Content-Length, or while streaming: an endless body is never buffered.
+    if resp.content_length().is_some_and(|n| n > MAX_JWKS_BYTES) {
         return Err(err("JWKS document too large"));
+    }
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| err(format!("JWKS fetch failed: {e}")))?
+    {
+        if (body.len() + chunk.len()) as u64 > MAX_JWKS_BYTES {
+            return Err(err("JWKS document too large"));
+        }
+        body.extend_from_slice(&chunk);
     }
     let set: JwkSet =
         serde_json::from_slice(&body).map_err(|e| err(format!("JWKS is not valid: {e}")))?;

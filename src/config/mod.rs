@@ -86,6 +86,14 @@ pub struct ServerConfig {
     pub metrics_listen: SocketAddr,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
+    /// HTTP/1 request heads must arrive within this (also bounds an idle keep-alive wait).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes in either direction this long is closed gracefully.
+    pub idle_timeout: Duration,
+    /// Open connections per listener; at the cap the server stops accepting.
+    pub max_connections: usize,
+    /// Whole-request limit of `/api` routes, body upload included (504).
+    pub api_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,9 +462,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ),
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_s),
         request_timeout: Duration::from_secs(raw.server.request_timeout_s),
+        header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_s),
+        idle_timeout: Duration::from_secs(raw.server.idle_timeout_s),
+        max_connections: raw.server.max_connections,
+        api_timeout: Duration::from_secs(raw.server.api_timeout_s),
     };
     if raw.server.request_timeout_s == 0 {
         errs.push("server.request_timeout_s: must be at least 1".into());
+    }
+    for (key, v) in [
+        ("header_read_timeout_s", raw.server.header_read_timeout_s),
+        ("idle_timeout_s", raw.server.idle_timeout_s),
+        ("api_timeout_s", raw.server.api_timeout_s),
+    ] {
+        if v == 0 {
+            errs.push(format!("server.{key}: must be at least 1"));
+        }
+    }
+    if raw.server.max_connections == 0 {
+        errs.push("server.max_connections: must be at least 1".into());
     }
 
     let log_format = match raw.log.format.as_str() {
@@ -980,6 +1004,10 @@ mod tests {
         assert_eq!(c.server.metrics_listen.to_string(), "127.0.0.1:9090");
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(20));
         assert_eq!(c.server.request_timeout, Duration::from_secs(25));
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.server.api_timeout, Duration::from_secs(60));
         assert_eq!(c.format.default, DefaultFormat::Source);
         assert!(c.format.avif);
         assert_eq!(c.metadata_url, "sqlite://data/imgorigin.db");

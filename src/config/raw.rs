@@ -33,6 +33,11 @@ pub struct Server {
     pub metrics_listen: String,
     pub shutdown_grace_s: u64,
     pub request_timeout_s: u64,
+    // Connection hygiene (security review, issue 11).
+    pub header_read_timeout_s: u64,
+    pub idle_timeout_s: u64,
+    pub max_connections: usize,
+    pub api_timeout_s: u64,
 }
 
 impl Default for Server {
@@ -42,6 +47,10 @@ impl Default for Server {
             metrics_listen: "127.0.0.1:9090".into(),
             shutdown_grace_s: 20,
             request_timeout_s: 25,
+            header_read_timeout_s: 10,
+            idle_timeout_s: 75,
+            max_connections: 1024,
+            api_timeout_s: 60,
         }
     }
 }

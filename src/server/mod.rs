@@ -1,6 +1,7 @@
 //! Listener, router, per-request log and metrics, graceful shutdown, and the single
 //! `Error -> Response` function.
 
+mod listen;
 mod problem;
 
 pub use problem::error_response;
@@ -268,6 +269,10 @@ impl App {
             .fallback(delivery_route)
             .layer(middleware::from_fn_with_state(
                 self.state.clone(),
+                api_deadline,
+            ))
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
                 origin_guard,
             ))
             .layer(middleware::from_fn_with_state(self.state.clone(), observe))
@@ -282,46 +287,32 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish for up to `server.shutdown_grace_s`.
+    /// finish for up to `server.shutdown_grace_s`. Both listeners get the connection
+    /// limits of `[server]` (see `listen`).
     pub async fn serve(
         self,
         listener: TcpListener,
         metrics_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = self.state.config.server.shutdown_grace;
+        let sc = &self.state.config.server;
+        let grace = sc.shutdown_grace;
+        let limits = listen::ConnLimits {
+            header_read_timeout: sc.header_read_timeout,
+            idle_timeout: sc.idle_timeout,
+            max_connections: sc.max_connections,
+        };
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             let _ = tx.send(true);
         });
-        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|v| *v).await;
-        };
         if let Some(ml) = metrics_listener {
             let mr = self.metrics_router();
-            let rx2 = rx.clone();
-            tokio::spawn(async move {
-                let _ = axum::serve(ml, mr).with_graceful_shutdown(wait(rx2)).await;
-            });
+            tokio::spawn(listen::serve(ml, mr, limits, rx.clone(), grace));
         }
-        let router = self.router();
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(wait(rx.clone()));
-        let deadline = async move {
-            wait(rx).await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            r = server => r,
-            _ = deadline => {
-                tracing::warn!("shutdown grace period over; dropping remaining connections");
-                Ok(())
-            }
-        }
+        listen::serve(listener, self.router(), limits, rx, grace).await;
+        Ok(())
     }
 }
 
@@ -393,6 +384,26 @@ async fn origin_guard(
         return error_response(&e, &state.config.cache_control.not_found);
     }
     next.run(req).await
+}
+
+/// `server.api_timeout_s` bounds every `/api` request, reading its body included (a slowly
+/// dripped upload). On expiry the handler is dropped, which frees its buffers; the upload's
+/// store step runs in its own task so it is never cut in half (see `api::upload::store`).
+async fn api_deadline(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
+    if route_of(req.uri().path()) != Route::Api {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(state.config.server.api_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => error_response(
+            &Error::new(ErrorKind::GatewayTimeout, "request timed out"),
+            &state.config.cache_control.not_found,
+        ),
+    }
 }
 
 async fn delivery_route(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
