@@ -272,9 +272,7 @@ pub fn check_output(
     t: &Transform,
     opts: &RenderOptions,
 ) -> Result<(), PipelineError> {
-    let header = detect::read_header(input)?;
-    check_pixels(&header, opts.max_source_pixels)?;
-    Plan::before_decode(Facts::of(&header), t, opts).map(|_| ())
+    plan_before_decode(input, t, opts).map(|_| ())
 }
 
 /// Decodes `input`, applies `t` and encodes the result.
@@ -293,12 +291,7 @@ pub fn render_with(
     opts: &RenderOptions,
     sources: Option<&dyn DecodedSources>,
 ) -> Result<Rendered, PipelineError> {
-    let header = detect::read_header(input)?;
-    check_pixels(&header, opts.max_source_pixels)?;
-    // Output limits and the shrink-on-load factor are decided here, before any pixel
-    // buffer exists.
-    let facts = Facts::of(&header);
-    let plan = Plan::before_decode(facts, t, opts)?;
+    let (header, facts, plan) = plan_before_decode(input, t, opts)?;
     let source = decode_source(input, &header, plan.shrink, opts, sources)?;
     let plan = plan.for_orientation(facts, source.orientation, t, opts)?;
 
@@ -322,6 +315,20 @@ pub fn render_with(
         height,
         format: t.format,
     })
+}
+
+/// The header and the plan made from it: every refusal that needs no pixels (source
+/// pixels, parameters, output size and pixel caps), before any pixel buffer exists.
+fn plan_before_decode<'a>(
+    input: &'a [u8],
+    t: &Transform,
+    opts: &RenderOptions,
+) -> Result<(detect::Header<'a>, Facts, Plan), PipelineError> {
+    let header = detect::read_header(input)?;
+    check_pixels(&header, opts.max_source_pixels)?;
+    let facts = Facts::of(&header);
+    let plan = Plan::before_decode(facts, t, opts)?;
+    Ok((header, facts, plan))
 }
 
 /// Decodes at 1/`shrink` and converts to sRGB, or takes a kept decode from `sources`.

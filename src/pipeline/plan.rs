@@ -1,13 +1,13 @@
 //! The plan of one render: every geometric decision, made from header facts, the
 //! [`Transform`] and the [`RenderOptions`] limits before any pixel exists.
 //!
-//! A pure value, so each rule is table-tested here; [`super::render_with`] only executes
-//! it. The plan works at full resolution in the stored orientation: crop and resize are
-//! one resampling pass of `source_rect` to `target_stored`, and orientation is applied to
-//! the (small) result. For JPEG the EXIF orientation is in our header parse, so the plan
-//! made before decoding is final; other formats carry it in metadata only the decoder
-//! reads, so their plan assumes upright and is redone ([`Plan::for_orientation`]) in the
-//! rare case the decoder reports another orientation.
+//! A pure value, so each rule is table-tested (`plan/tests.rs`); [`super::render_with`]
+//! only executes it. The plan works at full resolution in the stored orientation: crop
+//! and resize are one resampling pass of `source_rect` to `target_stored`, and
+//! orientation is applied to the (small) result. For JPEG the EXIF orientation is in our
+//! header parse, so the plan made before decoding is final; other formats carry it in
+//! metadata only the decoder reads, so their plan assumes upright and is redone
+//! ([`Plan::for_orientation`]) in the rare case the decoder reports another orientation.
 
 use image::metadata::Orientation;
 
