@@ -2,22 +2,24 @@
 //!
 //! It exists to keep everything that touches pixels in one synchronous, pure place (no
 //! I/O, no async): the server runs [`render`] on a blocking thread and maps
-//! [`PipelineError`] to HTTP statuses. The steps, in order:
+//! [`PipelineError`] to HTTP statuses.
 //!
-//! 1. **detect** – magic bytes and header only; the pixel limit is enforced here, before
-//!    any pixel buffer exists.
-//! 2. **decode** – to 8-bit RGB/RGBA; JPEGs are shrunk on load (DCT scaling 1/2..1/8)
-//!    when the output is much smaller.
-//! 3. **colour** – embedded ICC profile → sRGB.
-//! 4. **orientation** – EXIF orientation, then `rot`, then `flip`, composed into one
-//!    transform.
-//! 5. **crop** – `crop` rectangle in oriented coordinates.
-//! 6. **resize** – `fit` rules, Lanczos3 with premultiplied alpha.
-//! 7. **canvas** – cover cut (gravity or entropy) / contain padding.
-//! 8. **effects** – blur, then sharpen.
-//! 9. **watermark**.
-//! 10. **flatten** – onto the background when the output has no alpha.
-//! 11. **encode** – sRGB, 8-bit, no metadata.
+//! A render first makes its plan (`plan::Plan`) from the header, the transform and the limits:
+//! orientation, crop region, `fit`, shrink-on-load factor, canvas and the output limits,
+//! before any pixel buffer exists. [`render_with`] then executes it:
+//!
+//! 1. **detect** – magic bytes and header only; the pixel limit is enforced here.
+//! 2. **plan** – every geometric decision, and the output size and pixel limits.
+//! 3. **decode** – to 8-bit RGB/RGBA, then embedded ICC profile → sRGB; JPEGs are shrunk
+//!    on load (DCT scaling 1/2..1/8) when the output is much smaller.
+//! 4. **crop + resize** – one Lanczos3 pass (premultiplied alpha) of the crop region,
+//!    in the stored orientation.
+//! 5. **orient** – EXIF orientation, then `rot`, then `flip`, as one move.
+//! 6. **canvas** – cover cut (gravity or entropy) / contain padding.
+//! 7. **effects** – blur, then sharpen.
+//! 8. **watermark**.
+//! 9. **flatten** – onto the background when the output has no alpha.
+//! 10. **encode** – sRGB, 8-bit, no metadata.
 //!
 //! Crop and resize run in the stored orientation (the crop rectangle is mapped back), and
 //! orientation is applied to the already-resized image: rotating a thumbnail instead of a
@@ -31,6 +33,7 @@ mod effects;
 mod encode;
 mod entropy;
 mod geometry;
+mod plan;
 mod resample;
 mod watermark;
 
@@ -45,7 +48,8 @@ use image::DynamicImage;
 use image::metadata::Orientation;
 
 use crate::params::{Gravity, OutputFormat, Transform};
-use geometry::{Canvas, Orient, Rect, RectF};
+use geometry::RectF;
+use plan::{CanvasStep, Facts, Plan};
 
 /// Entry points into single steps, for `benches/pipeline.rs` only (not a stable API).
 #[doc(hidden)]
@@ -264,135 +268,6 @@ fn check_pixels(header: &detect::Header<'_>, limit: u64) -> Result<(), PipelineE
     Ok(())
 }
 
-/// EXIF orientation followed by the request's `rot` and `flip`.
-fn full_orientation(exif: Orientation, t: &Transform) -> Result<Orient, PipelineError> {
-    let quarters = match t.rotate {
-        0 => 0,
-        90 => 1,
-        180 => 2,
-        270 => 3,
-        _ => {
-            return Err(PipelineError::InvalidParam {
-                param: "rot",
-                detail: "must be 0, 90, 180 or 270".into(),
-            });
-        }
-    };
-    let mut o = Orient::from_image(exif).then_rotate(quarters);
-    if t.flip_h {
-        o = o.then_flip_h();
-    }
-    if t.flip_v {
-        o = o.then_flip_v();
-    }
-    Ok(o)
-}
-
-/// The crop region in oriented full-resolution coordinates (the whole image without crop).
-fn crop_region(t: &Transform, (w, h): (u32, u32)) -> Result<Rect, PipelineError> {
-    match t.crop {
-        None => Ok(Rect { x: 0, y: 0, w, h }),
-        Some(c) => geometry::clamp_crop(c, w, h).ok_or_else(|| PipelineError::InvalidParam {
-            param: "crop",
-            detail: format!("rectangle is empty or outside the {w}x{h} image"),
-        }),
-    }
-}
-
-/// The geometry of one render, decided from the header and the transform before any
-/// pixel exists.
-struct Planned {
-    orient: Orient,
-    /// Full-resolution size after orientation.
-    oriented: (u32, u32),
-    region: Rect,
-    plan: Option<geometry::FitPlan>,
-    /// Size the region is resampled to (in oriented axes).
-    target: (u32, u32),
-}
-
-/// Plans a render of a `stored`-size source whose EXIF orientation is `exif`, and applies
-/// the output limits: per-axis (`max_output`) and in pixels, per format.
-fn plan_render(
-    stored: (u32, u32),
-    exif: Orientation,
-    t: &Transform,
-    opts: &RenderOptions,
-) -> Result<Planned, PipelineError> {
-    let orient = full_orientation(exif, t)?;
-    let oriented = orient.output_dims(stored.0, stored.1);
-    let region = crop_region(t, oriented)?;
-    let plan = geometry::plan_fit(region.w, region.h, t.width, t.height, t.fit, t.enlarge);
-    let target = plan.map_or((region.w, region.h), |p| p.resize);
-    let limit = (
-        opts.max_output.0.max(region.w),
-        opts.max_output.1.max(region.h),
-    );
-    if target.0 > limit.0 || target.1 > limit.1 {
-        return Err(PipelineError::InvalidParam {
-            param: "enlarge",
-            detail: format!(
-                "the result would be {}x{}, larger than the {}x{} limit",
-                target.0, target.1, limit.0, limit.1
-            ),
-        });
-    }
-    let output = match plan.map(|p| p.canvas) {
-        None | Some(Canvas::Exact) => target,
-        Some(Canvas::Crop { w, h }) => (w.min(target.0), h.min(target.1)),
-        Some(Canvas::Pad { w, h }) => (w, h),
-    };
-    check_output_pixels(t, (region.w, region.h), target, output, opts)?;
-    Ok(Planned {
-        orient,
-        oriented,
-        region,
-        plan,
-        target,
-    })
-}
-
-/// Output pixel caps. The encoded output is held to the cap of its format; a resampled
-/// intermediate larger than the output (`fit=cover`) to the general cap, unless it is the
-/// source region itself (nothing to resample; bounded by `max_source_pixels`).
-fn check_output_pixels(
-    t: &Transform,
-    region: (u32, u32),
-    target: (u32, u32),
-    output: (u32, u32),
-    opts: &RenderOptions,
-) -> Result<(), PipelineError> {
-    let px = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
-    let cap = opts.output_pixel_cap(t.format);
-    let (size, pixels, limit) = if px(output) > cap {
-        (output, px(output), cap)
-    } else if target != region && px(target) > opts.max_output_pixels {
-        (target, px(target), opts.max_output_pixels)
-    } else {
-        return Ok(());
-    };
-    // Name what the client can change: the format when only its tighter cap is exceeded,
-    // else the size.
-    let (param, hint) = if pixels <= opts.max_output_pixels {
-        ("fm", "ask for a smaller `w`/`h` or another format")
-    } else {
-        match (t.width, t.height) {
-            (Some(_), _) => ("w", "ask for a smaller `w`/`h`"),
-            (None, Some(_)) => ("h", "ask for a smaller `h`"),
-            (None, None) => ("w", "ask for a smaller size with `w` or `h`"),
-        }
-    };
-    Err(PipelineError::InvalidParam {
-        param,
-        detail: format!(
-            "the {} result would be {}x{} ({pixels} pixels), more than the limit of {limit}; {hint}",
-            t.format.name(),
-            size.0,
-            size.1,
-        ),
-    })
-}
-
 /// Whether `t` on `input` fits the limits of `opts` (source pixels, output size and output
 /// pixels per format), from the header alone: lets the server refuse before taking a
 /// worker. For JPEG the EXIF orientation is known from the header, so this is exactly the
@@ -404,29 +279,7 @@ pub fn check_output(
     t: &Transform,
     opts: &RenderOptions,
 ) -> Result<(), PipelineError> {
-    let header = detect::read_header(input)?;
-    check_pixels(&header, opts.max_source_pixels)?;
-    pre_decode_plan(&header, t, opts).map(|_| ())
-}
-
-/// [`plan_render`] before decoding: with the JPEG header's orientation, or, for other
-/// formats, succeeding when either axis order fits (the plan of the upright one is
-/// returned; its error when neither fits).
-fn pre_decode_plan(
-    header: &detect::Header<'_>,
-    t: &Transform,
-    opts: &RenderOptions,
-) -> Result<Planned, PipelineError> {
-    let stored = (header.width, header.height);
-    match &header.jpeg {
-        Some(meta) => {
-            let exif =
-                Orientation::from_exif(meta.orientation()).unwrap_or(Orientation::NoTransforms);
-            plan_render(stored, exif, t, opts)
-        }
-        None => plan_render(stored, Orientation::NoTransforms, t, opts)
-            .or_else(|e| plan_render(stored, Orientation::Rotate90, t, opts).map_err(|_| e)),
-    }
+    plan_before_decode(input, t, opts).map(|_| ())
 }
 
 /// Decodes `input`, applies `t` and encodes the result.
@@ -445,108 +298,15 @@ pub fn render_with(
     opts: &RenderOptions,
     sources: Option<&dyn DecodedSources>,
 ) -> Result<Rendered, PipelineError> {
-    let header = detect::read_header(input)?;
-    check_pixels(&header, opts.max_source_pixels)?;
+    let (header, facts, plan) = plan_before_decode(input, t, opts)?;
+    let source = decode_source(input, &header, plan.shrink, opts, sources)?;
+    let plan = plan.for_orientation(facts, source.orientation, t, opts)?;
 
-    // Shrink-on-load needs the final geometry before decoding; for JPEG the orientation is
-    // already known from our own header parse. Output limits are enforced here too, before
-    // any pixel buffer exists.
-    let pre = pre_decode_plan(&header, t, opts)?;
-    let shrink = match (&header.jpeg, pre.plan) {
-        (Some(_), Some(p)) => geometry::jpeg_shrink((pre.region.w, pre.region.h), p.resize),
-        _ => 1,
-    };
-
-    let mut decode = || {
-        let decoded = decode::decode(input, &header, shrink, opts.max_source_pixels)?;
-        let mut image = decoded.image;
-        if let Some(icc) = &decoded.icc {
-            color::to_srgb(&mut image, icc);
-        }
-        Ok(DecodedSource {
-            image,
-            orientation: decoded.orientation,
-        })
-    };
-    let source = match sources {
-        Some(kept) => {
-            let channels = if header.has_alpha { 4 } else { 3 };
-            let estimate = u64::from(header.width.div_ceil(shrink))
-                * u64::from(header.height.div_ceil(shrink))
-                * channels;
-            kept.get_or_decode(shrink, estimate, &mut decode)?
-        }
-        None => Arc::new(decode()?),
-    };
-    let src = &source.image;
-
-    let Planned {
-        orient,
-        oriented,
-        region,
-        plan,
-        target,
-    } = plan_render((header.width, header.height), source.orientation, t, opts)?;
-
-    // Crop + resize in one resampling pass, in the stored orientation and at the decoded
-    // (possibly shrunk) scale.
-    let target_stored = if orient.swaps_axes() {
-        (target.1, target.0)
-    } else {
-        target
-    };
-    let whole = region.x == 0 && region.y == 0 && (region.w, region.h) == oriented;
-    let mut img = if whole && target_stored == (src.width(), src.height()) {
-        // Nothing to resample: take the pixels, copying only when they are kept.
-        Arc::try_unwrap(source).map_or_else(|kept| kept.image.clone(), |own| own.image)
-    } else {
-        let (sw, sh) = (f64::from(header.width), f64::from(header.height));
-        let r = orient.unmap_rect(
-            sw,
-            sh,
-            RectF {
-                x: f64::from(region.x),
-                y: f64::from(region.y),
-                w: f64::from(region.w),
-                h: f64::from(region.h),
-            },
-        );
-        let (fx, fy) = (f64::from(src.width()) / sw, f64::from(src.height()) / sh);
-        let r = RectF {
-            x: r.x * fx,
-            y: r.y * fy,
-            w: r.w * fx,
-            h: r.h * fy,
-        };
-        resample::resample(src, Some(r), target_stored)?
-    };
-    img.apply_orientation(orient.to_image());
-
-    let bg = t.background.unwrap_or(if t.format.supports_alpha() {
-        [0, 0, 0, 0]
-    } else {
-        [255, 255, 255, 255]
-    });
-    match plan.map(|p| p.canvas) {
-        None | Some(Canvas::Exact) => {}
-        Some(Canvas::Crop { w, h }) => {
-            let (w, h) = (w.min(img.width()), h.min(img.height()));
-            let (x, y) = if t.gravity == Gravity::Entropy {
-                entropy::entropy_window(&img, (w, h))
-            } else {
-                geometry::gravity_offset((img.width(), img.height()), (w, h), t.gravity)
-            };
-            img = img.crop_imm(x, y, w, h);
-        }
-        Some(Canvas::Pad { w, h }) => img = effects::pad(img, (w, h), t.gravity, bg),
-    }
-
-    if let Some(sigma) = t.blur.filter(|s| s.is_finite() && *s > 0.0) {
-        effects::blur(&mut img, sigma.min(1000.0));
-    }
-    if let Some(sigma) = t.sharpen.filter(|s| s.is_finite() && *s > 0.0) {
-        effects::sharpen(&mut img, sigma.min(100.0));
-    }
+    let mut img = crop_and_resize(source, &plan, facts.stored)?;
+    img.apply_orientation(plan.orient.to_image());
+    let bg = background(t);
+    img = canvas(img, plan.canvas, t.gravity, bg);
+    apply_effects(&mut img, t);
     if let Some(wm) = opts.watermark {
         wm.apply(&mut img)?;
     }
@@ -562,4 +322,108 @@ pub fn render_with(
         height,
         format: t.format,
     })
+}
+
+/// The header and the plan made from it: every refusal that needs no pixels (source
+/// pixels, parameters, output size and pixel caps), before any pixel buffer exists.
+fn plan_before_decode<'a>(
+    input: &'a [u8],
+    t: &Transform,
+    opts: &RenderOptions,
+) -> Result<(detect::Header<'a>, Facts, Plan), PipelineError> {
+    let header = detect::read_header(input)?;
+    check_pixels(&header, opts.max_source_pixels)?;
+    let facts = Facts::of(&header);
+    let plan = Plan::before_decode(facts, t, opts)?;
+    Ok((header, facts, plan))
+}
+
+/// Decodes at 1/`shrink` and converts to sRGB, or takes a kept decode from `sources`.
+fn decode_source(
+    input: &[u8],
+    header: &detect::Header<'_>,
+    shrink: u32,
+    opts: &RenderOptions,
+    sources: Option<&dyn DecodedSources>,
+) -> Result<Arc<DecodedSource>, PipelineError> {
+    let mut decode = || {
+        let decoded = decode::decode(input, header, shrink, opts.max_source_pixels)?;
+        let mut image = decoded.image;
+        if let Some(icc) = &decoded.icc {
+            color::to_srgb(&mut image, icc);
+        }
+        Ok(DecodedSource {
+            image,
+            orientation: decoded.orientation,
+        })
+    };
+    match sources {
+        Some(kept) => {
+            let channels = if header.has_alpha { 4 } else { 3 };
+            let estimate = u64::from(header.width.div_ceil(shrink))
+                * u64::from(header.height.div_ceil(shrink))
+                * channels;
+            kept.get_or_decode(shrink, estimate, &mut decode)
+        }
+        None => Ok(Arc::new(decode()?)),
+    }
+}
+
+/// Crop + resize in one resampling pass, in the stored orientation and at the decoded
+/// scale (which may be finer than the plan's shrink when a kept decode is used).
+fn crop_and_resize(
+    source: Arc<DecodedSource>,
+    plan: &Plan,
+    stored: (u32, u32),
+) -> Result<DynamicImage, PipelineError> {
+    let src = &source.image;
+    let decoded = (src.width(), src.height());
+    if !plan.resample && decoded == stored {
+        // Nothing to resample: take the pixels, copying only when they are kept.
+        return Ok(Arc::try_unwrap(source).map_or_else(|kept| kept.image.clone(), |own| own.image));
+    }
+    let (fx, fy) = (
+        f64::from(decoded.0) / f64::from(stored.0),
+        f64::from(decoded.1) / f64::from(stored.1),
+    );
+    let r = plan.source_rect;
+    let r = RectF {
+        x: r.x * fx,
+        y: r.y * fy,
+        w: r.w * fx,
+        h: r.h * fy,
+    };
+    resample::resample(src, Some(r), plan.target_stored)
+}
+
+/// The padding / flattening colour: the request's, else transparent when the output
+/// format has alpha and white when not.
+fn background(t: &Transform) -> [u8; 4] {
+    t.background.unwrap_or(if t.format.supports_alpha() {
+        [0, 0, 0, 0]
+    } else {
+        [255, 255, 255, 255]
+    })
+}
+
+/// Cover cut or contain padding of the oriented image.
+fn canvas(img: DynamicImage, step: CanvasStep, gravity: Gravity, bg: [u8; 4]) -> DynamicImage {
+    match step {
+        CanvasStep::None => img,
+        CanvasStep::Cut { w, h, at } => {
+            let (x, y) = at.unwrap_or_else(|| entropy::entropy_window(&img, (w, h)));
+            img.crop_imm(x, y, w, h)
+        }
+        CanvasStep::Pad { w, h } => effects::pad(img, (w, h), gravity, bg),
+    }
+}
+
+/// Blur, then sharpen.
+fn apply_effects(img: &mut DynamicImage, t: &Transform) {
+    if let Some(sigma) = t.blur.filter(|s| s.is_finite() && *s > 0.0) {
+        effects::blur(img, sigma.min(1000.0));
+    }
+    if let Some(sigma) = t.sharpen.filter(|s| s.is_finite() && *s > 0.0) {
+        effects::sharpen(img, sigma.min(100.0));
+    }
 }
