@@ -51,7 +51,9 @@ fn warm_request(c: &mut Criterion) {
         dir.path().join("meta.db").to_str().unwrap()
     );
     let config = Config::from_toml_and_env(&toml, std::iter::empty()).unwrap();
-    let app = rt.block_on(imgorigin::build_app(config)).unwrap();
+    let app = rt
+        .block_on(imgorigin::App::builder(config).build())
+        .unwrap();
     let state = app.state.clone();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind};
 use crate::headers::{self, Audience};
 use crate::params::{self, OutputFormat, SourceTraits, Transform};
 use crate::pipeline::{self, RenderOptions};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::storage::{StorageError, key};
 use crate::telemetry::{Stage, StageLabels, Tier, TierLabels};
 use axum::body::Body;

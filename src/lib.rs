@@ -3,6 +3,7 @@
 //! headers.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
@@ -14,13 +15,13 @@ pub mod metadata;
 pub mod params;
 pub mod pipeline;
 pub mod server;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod workers;
 
-pub use server::{
-    App, AppState, StartError, build_app, build_app_with_parts, build_app_with_storage,
-};
+pub use app::{App, AppBuilder, StartError};
+pub use state::AppState;
 
 /// Seconds since the Unix epoch (signature expiries, token times, share lifetimes).
 pub fn unix_now() -> u64 {

@@ -6,7 +6,7 @@ use super::extract::{JsonBody, SignedIn};
 use super::openapi;
 use super::views;
 use crate::error::{Error, ErrorKind};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::storage::key;
 use axum::body::Body;
 use axum::extract::{FromRequest as _, Request, State};

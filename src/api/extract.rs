@@ -8,7 +8,7 @@ use crate::auth::access;
 use crate::auth::ratelimit::ClientKey;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::ImageRecord;
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;

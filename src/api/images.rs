@@ -10,7 +10,7 @@ use super::views::{self, Page, RecordView};
 use crate::auth::{Principal, access};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{self, ImageRecord, Level, ListQuery, Patch, RecordState};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{FromRequest as _, Path, Request, State};
 use axum::http::StatusCode;
 use base64::Engine as _;

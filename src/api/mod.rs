@@ -19,7 +19,7 @@ pub(crate) use views::Urls;
 pub use views::key_path;
 
 use crate::error::{Error, ErrorKind};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;

@@ -8,7 +8,7 @@ use super::images::{load_owned, load_readable};
 use super::views::{self, NewShareView, Page, ShareView};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{self, Share};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{FromRequest as _, Path, Request, State};
 use axum::http::StatusCode;
 use serde::Deserialize;

@@ -4,7 +4,7 @@
 use super::extract::{collect_capped, too_large};
 use crate::error::{Error, ErrorKind};
 use crate::pipeline::{self, SourceFormat};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;

@@ -12,7 +12,7 @@ use crate::auth::Principal;
 use crate::auth::access::level_of;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{self, ImageRecord, Level, RecordState, Reservation};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::storage::key;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};

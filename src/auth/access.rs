@@ -3,8 +3,23 @@
 //! metadata store applies to lists. The one place these rules are written.
 
 use super::Principal;
-use crate::config::{AccessConfig, OtherAccess};
 use crate::metadata::{Level, Visibility};
+
+/// Who may read keys outside the public/protected/private prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherAccess {
+    None,
+    Authenticated,
+    Public,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    pub public_prefix: String,
+    pub protected_prefix: String,
+    pub private_prefix: String,
+    pub other: OtherAccess,
+}
 
 /// Read access per the Amplify-style prefix table (SPEC §3). Signed and edge-verified
 /// requests were already checked against this exact URL.

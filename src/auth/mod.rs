@@ -9,13 +9,14 @@ pub mod cloudfront;
 pub mod jwt;
 pub mod local;
 pub mod ratelimit;
+pub mod settings;
 
-use crate::config::AuthConfig;
 use crate::error::{Error, ErrorKind};
 pub use access::can_read;
 use axum::http::{HeaderMap, header};
 use cloudfront::{SignatureVerifier, SignedGrant};
 use jwt::JwtVerifier;
+use settings::AuthConfig;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
 use subtle::ConstantTimeEq;

@@ -2,13 +2,22 @@
 //! writes, keyed by identity, else by viewer IP. Off by default. Refusals are 429 with
 //! `Retry-After`.
 
-use crate::config::RateLimitConfig;
 use crate::error::{Error, ErrorKind};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
+
+/// `[rate_limit]`, validated.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub misses_per_s: f64,
+    pub writes_per_s: f64,
+    pub burst: u32,
+    pub ipv6_prefix: u8,
+}
 
 /// Who a limit applies to. Addresses are kept masked (IPv6 to `rate_limit.ipv6_prefix`
 /// bits): one subscriber gets a whole /64, so rotating addresses inside it buys nothing.

@@ -13,6 +13,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+// Each module owns the validated form of its settings; `Config` composes them.
+pub use crate::auth::access::{AccessConfig, OtherAccess};
+pub use crate::auth::ratelimit::RateLimitConfig;
+pub use crate::auth::settings::{AuthConfig, CognitoConfig, LocalAuthConfig};
+pub use crate::storage::StorageConfig;
+pub use crate::storage::s3::{S3Config, S3StaticCredentials};
+pub use crate::telemetry::{LogConfig, LogFormat};
+
 /// Prefix of environment overrides: `IMGORIGIN__STORAGE__S3__BUCKET=b` sets `storage.s3.bucket`.
 pub const ENV_PREFIX: &str = "IMGORIGIN__";
 
@@ -36,50 +44,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// Everything that decides who is asking (SPEC §3–§5), with keys already parsed.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    pub origin_secret_header: axum::http::HeaderName,
-    /// Up to two, for rotation; empty = no origin secret required.
-    pub origin_secrets: Vec<String>,
-    pub edge_verified_secret: Option<String>,
-    pub cloudfront_keys: HashMap<String, rsa::RsaPublicKey>,
-    pub public_base_urls: Vec<String>,
-    pub trust_viewer_address: bool,
-    /// Private key file and key-pair id for `sign-url` and share links.
-    pub signing: Option<(PathBuf, String)>,
-    pub api_key_hashes: Vec<[u8; 32]>,
-    pub admin_groups: Vec<String>,
-    pub cognito: Option<CognitoConfig>,
-    pub local: Option<LocalAuthConfig>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CognitoConfig {
-    pub issuer: String,
-    pub jwks_url: String,
-    pub client_ids: Vec<String>,
-    pub token_use: crate::auth::jwt::TokenUse,
-    pub identity_claim: String,
-    pub leeway_s: u64,
-    pub jwks_min_refresh: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct LocalAuthConfig {
-    pub key_file: PathBuf,
-    pub issuer: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct RateLimitConfig {
-    pub enabled: bool,
-    pub misses_per_s: f64,
-    pub writes_per_s: f64,
-    pub burst: u32,
-    pub ipv6_prefix: u8,
-}
-
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -94,57 +58,6 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Whole-request limit of `/api` routes, body upload included (504).
     pub api_timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
-#[derive(Debug, Clone)]
-pub enum StorageConfig {
-    Fs { root: PathBuf },
-    S3(S3Config),
-}
-
-/// `[storage.s3]`, validated.
-#[derive(Debug, Clone)]
-pub struct S3Config {
-    pub bucket: String,
-    /// Given, or `us-east-1` when only `endpoint_url` is set.
-    pub region: String,
-    /// Any S3-compatible endpoint; `None` = AWS.
-    pub endpoint_url: Option<String>,
-    pub force_path_style: bool,
-    /// Prepended to every key ("" = none).
-    pub prefix: String,
-    /// `None` = the AWS default chain (env, profile, web identity, ECS/IMDS role).
-    pub credentials: Option<S3StaticCredentials>,
-    pub connect_timeout: Duration,
-    /// Time to the first byte of an answer, and the longest pause while a body streams.
-    pub read_timeout: Duration,
-}
-
-#[derive(Clone)]
-pub struct S3StaticCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for S3StaticCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3StaticCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -196,22 +109,6 @@ pub struct CacheControlConfig {
     pub private: String,
     pub not_found: String,
     pub share_max_age: u64,
-}
-
-/// Who may read keys outside the public/protected/private prefixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtherAccess {
-    None,
-    Authenticated,
-    Public,
-}
-
-#[derive(Debug, Clone)]
-pub struct AccessConfig {
-    pub public_prefix: String,
-    pub protected_prefix: String,
-    pub private_prefix: String,
-    pub other: OtherAccess,
 }
 
 #[derive(Debug, Clone)]

@@ -1,319 +1,82 @@
-//! Listener, router, per-request log and metrics, graceful shutdown, and the single
-//! `Error -> Response` function.
+//! Listeners (`listen`: accept loop, timeouts, connection cap), the router, the
+//! per-request log and metrics, graceful shutdown, and the single `Error -> Response`
+//! function. Nothing here builds state: that is `app`.
 
 mod listen;
 mod problem;
 
 pub use problem::error_response;
 
-use crate::auth::Authenticator;
-use crate::auth::cloudfront::UrlSigner;
-use crate::auth::jwt::{JwtSettings, JwtVerifier, KeySource};
-use crate::auth::local::LocalIssuer;
-use crate::auth::ratelimit::RateLimits;
-use crate::cache::Caches;
-use crate::config::{Config, StorageConfig};
 use crate::delivery::{self, CacheOutcome};
 use crate::error::{Error, ErrorKind};
-use crate::metadata::MetadataStore;
-use crate::params::ParseSettings;
-use crate::pipeline::Watermark;
-use crate::storage::Storage;
-use crate::storage::fs::FsStorage;
-use crate::storage::s3::S3Storage;
-use crate::telemetry::{Metrics, RequestLabels, Route, RouteLabels, Tier, TierLabels};
-use crate::workers::Workers;
+use crate::state::AppState;
+use crate::telemetry::{RequestLabels, Route, RouteLabels, Tier, TierLabels};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Response, header};
 use axum::middleware::{self, Next};
 use axum::routing::get;
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 
-/// Everything built once at start-up and shared by all requests.
-pub struct AppState {
-    pub config: Config,
-    pub auth: Authenticator,
-    pub rate_limits: RateLimits,
-    pub storage: Arc<dyn Storage>,
-    pub caches: Caches,
-    pub workers: Workers,
-    pub metrics: Metrics,
-    pub parse: ParseSettings,
-    pub watermarks: HashMap<String, Arc<Watermark>>,
-    pub metadata: Arc<dyn MetadataStore>,
-    /// Signs share links (`cloudfront.signing_key_file`); `None` when not configured.
-    pub signer: Option<UrlSigner>,
+/// The public router (delivery, health, API).
+pub fn router(state: &Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(crate::api::routes())
+        .route("/api", axum::routing::any(api_placeholder))
+        .route("/api/{*rest}", axum::routing::any(api_placeholder))
+        .fallback(delivery_route)
+        .layer(middleware::from_fn_with_state(state.clone(), api_deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), origin_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state.clone())
 }
 
-pub use crate::library::STALE_AFTER_S;
-
-/// How often idle clients' rate-limit state is freed.
-const RATE_LIMIT_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How often expired upload reservations are swept.
-const RESERVATION_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
-impl AppState {
-    /// The original/record lifecycle over this app's stores.
-    pub fn library(&self) -> crate::library::Library<'_> {
-        crate::library::Library {
-            storage: self.storage.as_ref(),
-            metadata: self.metadata.as_ref(),
-            caches: &self.caches,
-        }
-    }
-
-    /// Delivery and share URLs as the API shows them.
-    pub(crate) fn urls(&self) -> crate::api::Urls<'_> {
-        crate::api::Urls {
-            base: self
-                .config
-                .auth
-                .public_base_urls
-                .first()
-                .map(String::as_str)
-                .unwrap_or(""),
-            signer: self.signer.as_ref(),
-        }
-    }
+/// The metrics router (`/metrics`), served on its own listener.
+pub fn metrics_router(state: &Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_route))
+        .with_state(state.clone())
 }
 
-/// A built server, not yet listening.
-pub struct App {
-    pub state: Arc<AppState>,
-}
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
-
-/// Builds the app from a validated config: storage, caches, workers, watermarks.
-pub async fn build_app(config: Config) -> Result<App, StartError> {
-    install_crypto_provider();
-    let storage: Arc<dyn Storage> = match &config.storage {
-        StorageConfig::Fs { root } => {
-            Arc::new(FsStorage::new(root).map_err(|e| StartError(format!("storage.fs.root: {e}")))?)
-        }
-        StorageConfig::S3(s3) => Arc::new(S3Storage::new(s3).await),
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+/// finish for up to `server.shutdown_grace_s`. Both listeners get the connection limits
+/// of `[server]` (see `listen`).
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sc = &state.config.server;
+    let grace = sc.shutdown_grace;
+    let limits = listen::ConnLimits {
+        header_read_timeout: sc.header_read_timeout,
+        idle_timeout: sc.idle_timeout,
+        max_connections: sc.max_connections,
     };
-    build_app_with_storage(config, storage).await
-}
-
-/// One TLS crypto backend for the whole process (aws-lc-rs, as the AWS SDK uses); HTTP
-/// clients built without a bundled provider (reqwest for JWKS) use it. Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
-/// Like `build_app` with a given storage (tests inject failing or counting stores).
-pub async fn build_app_with_storage(
-    config: Config,
-    storage: Arc<dyn Storage>,
-) -> Result<App, StartError> {
-    build_app_with_parts(config, storage, None).await
-}
-
-/// Like `build_app_with_storage`, with a given metadata store (tests inject failing
-/// ones); `None` opens `metadata.url` and applies the migrations.
-pub async fn build_app_with_parts(
-    config: Config,
-    storage: Arc<dyn Storage>,
-    metadata: Option<Arc<dyn MetadataStore>>,
-) -> Result<App, StartError> {
-    install_crypto_provider();
-    let metadata = match metadata {
-        Some(m) => m,
-        None => crate::metadata::open(&config.metadata_url)
-            .await
-            .map_err(|e| StartError(format!("metadata.url: {e}")))?,
-    };
-    let signer = match &config.auth.signing {
-        Some((file, key_pair_id)) => {
-            let pem = std::fs::read_to_string(file).map_err(|e| {
-                StartError(format!(
-                    "cloudfront.signing_key_file: cannot read {}: {e}",
-                    file.display()
-                ))
-            })?;
-            Some(
-                UrlSigner::from_pem(&pem, key_pair_id)
-                    .map_err(|e| StartError(format!("cloudfront.signing_key_file: {e}")))?,
-            )
-        }
-        None => None,
-    };
-    let mut watermarks = HashMap::new();
-    for (name, w) in &config.watermarks {
-        let bytes = std::fs::read(&w.file).map_err(|e| {
-            StartError(format!(
-                "watermarks.{name}.file: cannot read {}: {e}",
-                w.file.display()
-            ))
-        })?;
-        let wm = Watermark::from_bytes(&bytes, w.position, w.opacity, w.scale)
-            .map_err(|e| StartError(format!("watermarks.{name}.file: {e}")))?;
-        watermarks.insert(name.clone(), Arc::new(wm));
-    }
-    let auth = build_authenticator(&config)?;
-    let rate_limits = RateLimits::new(&config.rate_limit);
-    let parse = ParseSettings::new(
-        &config.limits,
-        &config.format,
-        config.watermarks.keys().cloned().collect(),
-    );
-    let state = AppState {
-        caches: Caches::new(
-            config.cache.variant_bytes,
-            config.cache.source_bytes,
-            config.cache.decoded_bytes,
-        ),
-        workers: Workers::new(
-            config.limits.transform_concurrency,
-            config.limits.transform_queue,
-        ),
-        metrics: Metrics::new(),
-        parse,
-        watermarks,
-        storage,
-        auth,
-        rate_limits,
-        metadata,
-        signer,
-        config,
-    };
-    let state = Arc::new(state);
-    // Finish or undo uploads and deletes that an earlier process left half-done.
-    let sweep_state = state.clone();
-    tokio::spawn(async move { sweep_state.library().sweep_unfinished(STALE_AFTER_S).await });
-    spawn_periodic(&state, RATE_LIMIT_PRUNE_EVERY, |state| async move {
-        state.rate_limits.shrink();
-    });
-    spawn_periodic(&state, RESERVATION_SWEEP_EVERY, |state| async move {
-        state
-            .library()
-            .sweep_reservations(crate::metadata::now_micros())
-            .await;
-    });
-    Ok(App { state })
-}
-
-/// Runs `work` every `every` for as long as the app lives (the task holds only a weak
-/// reference, so it ends when the app is dropped).
-fn spawn_periodic<F, Fut>(state: &Arc<AppState>, every: std::time::Duration, work: F)
-where
-    F: Fn(Arc<AppState>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let weak = Arc::downgrade(state);
+    let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(state) = weak.upgrade() else { return };
-            work(state).await;
-        }
+        shutdown.await;
+        let _ = tx.send(true);
     });
-}
-
-/// JWT verifiers (Cognito, local issuer) and the rest of the request authentication.
-fn build_authenticator(config: &Config) -> Result<Authenticator, StartError> {
-    let a = &config.auth;
-    let mut jwt = Vec::new();
-    if let Some(c) = &a.cognito {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()
-            .map_err(|e| StartError(format!("cognito: cannot build an HTTP client: {e}")))?;
-        jwt.push(JwtVerifier::new(
-            JwtSettings {
-                issuer: c.issuer.clone(),
-                client_ids: c.client_ids.clone(),
-                token_use: c.token_use,
-                identity_claim: c.identity_claim.clone(),
-                leeway_s: c.leeway_s,
-                min_refresh: c.jwks_min_refresh,
-            },
-            KeySource::Remote {
-                url: c.jwks_url.clone(),
-                http,
-            },
+    if let Some(ml) = metrics_listener {
+        tokio::spawn(listen::serve(
+            ml,
+            metrics_router(&state),
+            limits,
+            rx.clone(),
+            grace,
         ));
     }
-    if let Some(l) = &a.local {
-        let issuer = LocalIssuer::load_or_create(&l.key_file, &l.issuer)
-            .map_err(|e| StartError(format!("auth.local.key_file: {e}")))?;
-        jwt.push(issuer.verifier());
-    }
-    Ok(Authenticator::new(a, jwt))
-}
-
-impl App {
-    /// The public router (delivery, health, API).
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .merge(crate::api::routes())
-            .route("/api", axum::routing::any(api_placeholder))
-            .route("/api/{*rest}", axum::routing::any(api_placeholder))
-            .fallback(delivery_route)
-            .layer(middleware::from_fn_with_state(
-                self.state.clone(),
-                api_deadline,
-            ))
-            .layer(middleware::from_fn_with_state(
-                self.state.clone(),
-                origin_guard,
-            ))
-            .layer(middleware::from_fn_with_state(self.state.clone(), observe))
-            .with_state(self.state.clone())
-    }
-
-    /// The metrics router (`/metrics`), served on its own listener.
-    pub fn metrics_router(&self) -> Router {
-        Router::new()
-            .route("/metrics", get(metrics_route))
-            .with_state(self.state.clone())
-    }
-
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish for up to `server.shutdown_grace_s`. Both listeners get the connection
-    /// limits of `[server]` (see `listen`).
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        metrics_listener: Option<TcpListener>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let sc = &self.state.config.server;
-        let grace = sc.shutdown_grace;
-        let limits = listen::ConnLimits {
-            header_read_timeout: sc.header_read_timeout,
-            idle_timeout: sc.idle_timeout,
-            max_connections: sc.max_connections,
-        };
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = tx.send(true);
-        });
-        if let Some(ml) = metrics_listener {
-            let mr = self.metrics_router();
-            tokio::spawn(listen::serve(ml, mr, limits, rx.clone(), grace));
-        }
-        listen::serve(listener, self.router(), limits, rx, grace).await;
-        Ok(())
-    }
+    listen::serve(listener, router(&state), limits, rx, grace).await;
+    Ok(())
 }
 
 async fn healthz() -> &'static str {
@@ -506,31 +269,8 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     resp
 }
 
-/// Binds both listeners from the config and serves until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), StartError> {
-    let listen = config.server.listen;
-    let metrics_listen = config.server.metrics_listen;
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    let app = build_app(config).await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| StartError(format!("server.listen: cannot bind {listen}: {e}")))?;
-    let metrics_listener = TcpListener::bind(metrics_listen).await.map_err(|e| {
-        StartError(format!(
-            "server.metrics_listen: cannot bind {metrics_listen}: {e}"
-        ))
-    })?;
-    tracing::info!(%listen, %metrics_listen, "imgorigin listening");
-    app.serve(listener, Some(metrics_listener), shutdown_signal())
-        .await
-        .map_err(|e| StartError(format!("server error: {e}")))?;
-    tracing::info!("imgorigin stopped");
-    Ok(())
-}
-
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -39,6 +39,13 @@ pub enum StorageError {
     Unavailable(String),
 }
 
+/// `storage.backend` and its settings, validated.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    Fs { root: std::path::PathBuf },
+    S3(s3::S3Config),
+}
+
 /// A presigned upload: the URL and the headers the client must send with its PUT (they
 /// are covered by the signature).
 #[derive(Clone, Debug, PartialEq, Eq)]

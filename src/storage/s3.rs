@@ -11,7 +11,6 @@
 //! reach the log (`Error::with_cause`), and the client sees "storage failed" / "timed out".
 
 use super::{Object, ObjectMeta, PresignedPut, Storage, StorageError};
-use crate::config::S3Config;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -23,6 +22,39 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, SystemTime};
+
+/// `[storage.s3]`, validated.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Given, or `us-east-1` when only `endpoint_url` is set.
+    pub region: String,
+    /// Any S3-compatible endpoint; `None` = AWS.
+    pub endpoint_url: Option<String>,
+    pub force_path_style: bool,
+    /// Prepended to every key ("" = none).
+    pub prefix: String,
+    /// `None` = the AWS default chain (env, profile, web identity, ECS/IMDS role).
+    pub credentials: Option<S3StaticCredentials>,
+    pub connect_timeout: Duration,
+    /// Time to the first byte of an answer, and the longest pause while a body streams.
+    pub read_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct S3StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
 
 pub struct S3Storage {
     client: Client,

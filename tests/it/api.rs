@@ -198,7 +198,10 @@ impl Api {
         );
         let config = Config::from_toml_and_env(&toml, std::iter::empty()).expect("config");
         let app = match setup.wrap {
-            None => imgorigin::build_app(config).await.expect("build app"),
+            None => imgorigin::App::builder(config)
+                .build()
+                .await
+                .expect("build app"),
             Some(wrap) => {
                 let storage: Arc<dyn Storage> = match &config.storage {
                     imgorigin::config::StorageConfig::Fs { root } => {
@@ -212,7 +215,10 @@ impl Api {
                     .await
                     .unwrap();
                 let (storage, meta) = wrap(storage, meta);
-                imgorigin::build_app_with_parts(config, storage, Some(meta))
+                imgorigin::App::builder(config)
+                    .storage(storage)
+                    .metadata(meta)
+                    .build()
                     .await
                     .expect("build app")
             }
@@ -1763,7 +1769,7 @@ async fn fault_injection(db: Db) {
     api.s
         .state
         .library()
-        .sweep_unfinished(imgorigin::server::STALE_AFTER_S)
+        .sweep_unfinished(imgorigin::library::STALE_AFTER_S)
         .await;
     assert!(raw.get(&crashed.id).await.unwrap().is_none());
     assert!(!api.root.join(&crashed.key).exists());

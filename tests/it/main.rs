@@ -7,6 +7,7 @@ mod auth;
 mod delivery;
 mod golden;
 mod http;
+mod layers;
 mod limits;
 mod ops;
 mod regression;

@@ -483,7 +483,7 @@ async fn storage_calls_against_s3() {
 
 #[tokio::test]
 async fn presigned_put_uploads_without_our_credentials() {
-    imgorigin::server::install_crypto_provider();
+    imgorigin::app::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join(S3_BUCKET)).unwrap();
     let server = S3Server::start(dir.path()).await;

@@ -311,7 +311,7 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config, dir: tempfile::TempDir, root: PathBuf) -> TestServer {
-        let app: App = imgorigin::build_app(config).await.expect("build app");
+        let app: App = App::builder(config).build().await.expect("build app");
         Self::serve(app, dir, root).await
     }
 
@@ -321,6 +321,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let metrics_base = format!("http://{}", metrics.local_addr().unwrap());
         let state = app.state.clone();
+        app.start_background();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.serve(listener, Some(metrics), async {
             let _ = rx.await;

@@ -1,0 +1,58 @@
+//! Everything built once at start-up and shared by all requests (`Arc<AppState>`), and
+//! the narrow views of it that lower layers take (the original/record lifecycle, URL
+//! building). Built by `app`; read by `server`, `delivery` and `api`.
+
+use crate::auth::Authenticator;
+use crate::auth::cloudfront::UrlSigner;
+use crate::auth::ratelimit::RateLimits;
+use crate::cache::Caches;
+use crate::config::Config;
+use crate::metadata::MetadataStore;
+use crate::params::ParseSettings;
+use crate::pipeline::Watermark;
+use crate::storage::Storage;
+use crate::telemetry::Metrics;
+use crate::workers::Workers;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Everything built once at start-up and shared by all requests.
+pub struct AppState {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub rate_limits: RateLimits,
+    pub storage: Arc<dyn Storage>,
+    pub caches: Caches,
+    pub workers: Workers,
+    pub metrics: Metrics,
+    pub parse: ParseSettings,
+    pub watermarks: HashMap<String, Arc<Watermark>>,
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Signs share links (`cloudfront.signing_key_file`); `None` when not configured.
+    pub signer: Option<UrlSigner>,
+}
+
+impl AppState {
+    /// The original/record lifecycle over this app's stores.
+    pub fn library(&self) -> crate::library::Library<'_> {
+        crate::library::Library {
+            storage: self.storage.as_ref(),
+            metadata: self.metadata.as_ref(),
+            caches: &self.caches,
+        }
+    }
+
+    /// Delivery and share URLs as the API shows them.
+    pub(crate) fn urls(&self) -> crate::api::Urls<'_> {
+        crate::api::Urls {
+            base: self
+                .config
+                .auth
+                .public_base_urls
+                .first()
+                .map(String::as_str)
+                .unwrap_or(""),
+            signer: self.signer.as_ref(),
+        }
+    }
+}
