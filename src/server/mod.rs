@@ -164,11 +164,7 @@ pub async fn build_app_with_parts(
     }
     let auth = build_authenticator(&config)?;
     let rate_limits = RateLimits::new(&config.rate_limit);
-    let parse = ParseSettings::new(
-        &config.limits,
-        &config.format,
-        config.watermarks.keys().cloned().collect(),
-    );
+    let parse = config.parse_settings();
     let state = AppState {
         caches: Caches::new(
             config.cache.variant_bytes,
