@@ -1,4 +1,4 @@
-//! Why a query string was refused. Mapped to 400 in `crate::error`; the `Display` text is
+//! Why a query string was refused. Mapped to 400 in `error.rs`; the `Display` text is
 //! the public problem `detail`.
 
 /// A refused query string.
