@@ -3,13 +3,13 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use imgorigin::config::Config;
-use imgorigin::params::{self, ParseSettings, SourceTraits};
+use imgorigin::params::{self, SourceTraits};
 use imgorigin::pipeline::SourceFormat;
 use std::hint::black_box;
 
 fn canonical_key(c: &mut Criterion) {
     let cfg = Config::defaults();
-    let s = ParseSettings::new(&cfg.limits, &cfg.format, Default::default());
+    let s = cfg.parse_settings();
     let src = SourceTraits {
         format: SourceFormat::Jpeg,
         has_alpha: false,

@@ -9,7 +9,6 @@ use crate::auth::ratelimit::RateLimits;
 use crate::cache::Caches;
 use crate::config::{Config, StorageConfig};
 use crate::metadata::MetadataStore;
-use crate::params::ParseSettings;
 use crate::pipeline::Watermark;
 use crate::server;
 use crate::state::AppState;
@@ -129,11 +128,7 @@ async fn build_state(
     }
     let auth = build_authenticator(&config)?;
     let rate_limits = RateLimits::new(&config.rate_limit);
-    let parse = ParseSettings::new(
-        &config.limits,
-        &config.format,
-        config.watermarks.keys().cloned().collect(),
-    );
+    let parse = config.parse_settings();
     let state = AppState {
         caches: Caches::new(
             config.cache.variant_bytes,

@@ -139,10 +139,39 @@ impl From<crate::pipeline::PipelineError> for Error {
                 ErrorKind::Unprocessable,
                 format!("image is {width}x{height} pixels, more than the limit of {limit}"),
             ),
-            P::InvalidParam { param, detail } => {
-                Error::bad_request(format!("invalid parameter `{param}`: {detail}"))
+            P::InvalidParam { param, detail } => crate::params::ParamsError::Invalid {
+                param: param.into(),
+                detail,
             }
+            .into(),
             P::Encode(m) => Error::internal(m),
+        }
+    }
+}
+
+impl From<crate::params::ParamsError> for Error {
+    fn from(e: crate::params::ParamsError) -> Self {
+        Error::bad_request(e.to_string())
+    }
+}
+
+impl From<crate::storage::key::KeyError> for Error {
+    fn from(e: crate::storage::key::KeyError) -> Self {
+        Error::bad_request(e.to_string())
+    }
+}
+
+impl From<crate::metadata::MetaError> for Error {
+    fn from(e: crate::metadata::MetaError) -> Self {
+        use crate::metadata::MetaError as M;
+        match e {
+            M::Conflict(c) => {
+                Error::new(ErrorKind::Conflict, "a record for this key exists already")
+                    .with_cause(c)
+            }
+            M::Db(c) => {
+                Error::new(ErrorKind::ServiceUnavailable, "metadata database failed").with_cause(c)
+            }
         }
     }
 }

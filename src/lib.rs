@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod error;
 pub mod headers;
 pub mod library;
+pub mod media;
 pub mod metadata;
 pub mod params;
 pub mod pipeline;

@@ -21,15 +21,6 @@ pub(super) struct ShareBody {
     params: Option<String>,
 }
 
-const RESERVED_PARAMS: [&str; 6] = [
-    "share",
-    "Expires",
-    "Policy",
-    "Signature",
-    "Key-Pair-Id",
-    "Hash-Algorithm",
-];
-
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -56,7 +47,10 @@ pub(super) async fn create(
         Some(p) => {
             for pair in p.split('&') {
                 let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
-                if RESERVED_PARAMS.contains(&name) {
+                // Set by the share link itself.
+                if name == crate::params::SHARE_PARAM
+                    || crate::params::SIGNATURE_PARAMS.contains(&name)
+                {
                     return Err(Error::bad_request(format!(
                         "invalid `params`: `{name}` is set by the share itself"
                     )));

@@ -3,7 +3,8 @@
 
 use super::extract::{collect_capped, too_large};
 use crate::error::{Error, ErrorKind};
-use crate::pipeline::{self, SourceFormat};
+use crate::media::{ImageType, SourceFormat};
+use crate::pipeline;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
@@ -207,23 +208,11 @@ pub(super) struct Checked {
     pub sha256: String,
 }
 
-fn format_names(f: SourceFormat) -> (&'static str, &'static str) {
-    match f {
-        SourceFormat::Jpeg => ("image/jpeg", "jpg"),
-        SourceFormat::Png => ("image/png", "png"),
-        SourceFormat::Webp => ("image/webp", "webp"),
-        SourceFormat::Gif => ("image/gif", "gif"),
-    }
-}
-
+/// The extension for an announced content type, for the formats we accept as originals.
 pub(super) fn ext_for_content_type(ct: &str) -> Option<&'static str> {
-    match ct.to_ascii_lowercase().as_str() {
-        "image/jpeg" | "image/jpg" => Some("jpg"),
-        "image/png" => Some("png"),
-        "image/webp" => Some("webp"),
-        "image/gif" => Some("gif"),
-        _ => None,
-    }
+    ImageType::from_content_type(ct)
+        .and_then(SourceFormat::from_image_type)
+        .map(SourceFormat::ext)
 }
 
 /// Header first (format, size; more than `limits.max_source_pixels` → 422 before any
@@ -248,7 +237,7 @@ pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, 
         .workers
         .run(move || pipeline::check(&b2, limit))
         .await??;
-    let (content_type, ext) = format_names(info.format);
+    let (content_type, ext) = (info.format.content_type(), info.format.ext());
     let sha256 = hex::encode(Sha256::digest(&bytes));
     Ok(Checked {
         bytes,

@@ -17,14 +17,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// Query parameters CloudFront strips before rebuilding the viewer URL.
-const SIGNING_PARAMS: [&str; 5] = [
-    "Expires",
-    "Policy",
-    "Signature",
-    "Key-Pair-Id",
-    "Hash-Algorithm",
-];
+use crate::params::SIGNATURE_PARAMS;
 
 /// Why a signature was refused (logged, never shown: every case is a plain 403 to clients).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,7 +84,7 @@ pub fn split_query(raw_query: &str) -> (SignatureParams, String) {
     let mut rest: Vec<&str> = Vec::new();
     for seg in raw_query.split('&').filter(|s| !s.is_empty()) {
         let (name, value) = seg.split_once('=').unwrap_or((seg, ""));
-        if !SIGNING_PARAMS.contains(&name) {
+        if !SIGNATURE_PARAMS.contains(&name) {
             rest.push(seg);
             continue;
         }

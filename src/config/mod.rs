@@ -6,7 +6,8 @@ pub mod raw;
 #[cfg(test)]
 mod s3_tests;
 
-use crate::params::{Gravity, OutputFormat};
+use crate::media::OutputFormat;
+use crate::params::{FormatChoice, Gravity, ParseSettings};
 use raw::RawConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -176,6 +177,26 @@ impl Config {
             Err(e) => unreachable!("defaults must validate: {e}"),
         }
     }
+
+    /// What the query parser needs: size limits, format defaults, watermark names.
+    pub fn parse_settings(&self) -> ParseSettings {
+        let (l, f) = (&self.limits, &self.format);
+        ParseSettings {
+            max_width: l.max_width,
+            max_height: l.max_height,
+            allowed_widths: l.allowed_widths.clone(),
+            default_format: match f.default {
+                DefaultFormat::Source => FormatChoice::Source,
+                DefaultFormat::Auto => FormatChoice::Auto,
+                DefaultFormat::Fixed(fm) => FormatChoice::Fixed(fm),
+            },
+            avif_enabled: f.avif,
+            jpeg_quality: f.jpeg_quality,
+            webp_quality: f.webp_quality,
+            avif_quality: f.avif_quality,
+            watermarks: self.watermarks.keys().cloned().collect(),
+        }
+    }
 }
 
 fn apply_env_overrides(
@@ -210,32 +231,6 @@ fn apply_env_overrides(
         cur.insert(path[path.len() - 1].clone(), parsed);
     }
     Ok(())
-}
-
-pub fn parse_gravity(s: &str) -> Option<Gravity> {
-    Some(match s {
-        "center" | "centre" | "c" => Gravity::Center,
-        "n" | "north" => Gravity::North,
-        "s" | "south" => Gravity::South,
-        "e" | "east" => Gravity::East,
-        "w" | "west" => Gravity::West,
-        "ne" | "northeast" => Gravity::NorthEast,
-        "nw" | "northwest" => Gravity::NorthWest,
-        "se" | "southeast" => Gravity::SouthEast,
-        "sw" | "southwest" => Gravity::SouthWest,
-        "entropy" => Gravity::Entropy,
-        _ => return None,
-    })
-}
-
-pub fn parse_output_format(s: &str) -> Option<OutputFormat> {
-    Some(match s {
-        "jpeg" | "jpg" => OutputFormat::Jpeg,
-        "png" => OutputFormat::Png,
-        "webp" => OutputFormat::Webp,
-        "avif" => OutputFormat::Avif,
-        _ => return None,
-    })
 }
 
 /// `[storage.s3]`: every problem goes to `errs`; the returned value is only used when
@@ -486,7 +481,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let default = match f.default.as_str() {
         "source" => DefaultFormat::Source,
         "auto" => DefaultFormat::Auto,
-        other => match parse_output_format(other) {
+        other => match OutputFormat::from_name_or_alias(other) {
             Some(fm) => DefaultFormat::Fixed(fm),
             None => {
                 errs.push(format!(
@@ -599,7 +594,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 "{key}: names use letters, digits, `-` and `_` only"
             ));
         }
-        let position = parse_gravity(&w.position).unwrap_or_else(|| {
+        let position = Gravity::from_name(&w.position).unwrap_or_else(|| {
             errs.push(format!(
                 "{key}.position: `{}` is not a gravity (center, n, s, e, w, ne, nw, se, sw)",
                 w.position

@@ -170,21 +170,6 @@ impl From<sqlx::Error> for MetaError {
     }
 }
 
-impl From<MetaError> for crate::error::Error {
-    fn from(e: MetaError) -> Self {
-        use crate::error::{Error, ErrorKind};
-        match e {
-            MetaError::Conflict(c) => {
-                Error::new(ErrorKind::Conflict, "a record for this key exists already")
-                    .with_cause(c)
-            }
-            MetaError::Db(c) => {
-                Error::new(ErrorKind::ServiceUnavailable, "metadata database failed").with_cause(c)
-            }
-        }
-    }
-}
-
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Inserts a new record (any state). `Conflict` when the id or key exists.

@@ -2,20 +2,20 @@
 //! (parameter order, defaults spelled out or not, `dpr` folded into sizes) end up equal, and
 //! so share one cache entry and one ETag.
 
+mod error;
 mod types;
 
+pub use error::ParamsError;
 pub use types::*;
 
-use crate::config::{
-    DefaultFormat, FormatConfig, LimitsConfig, parse_gravity, parse_output_format,
-};
-use crate::error::Error;
+use crate::media::SourceFormat;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-/// Query parameters that belong to CloudFront signed URLs; never part of a transform.
+/// Query parameters that belong to CloudFront signed URLs: never part of a transform, and
+/// what CloudFront strips before it rebuilds the viewer URL (`auth::cloudfront`).
 pub const SIGNATURE_PARAMS: [&str; 5] = [
     "Expires",
     "Policy",
@@ -23,6 +23,9 @@ pub const SIGNATURE_PARAMS: [&str; 5] = [
     "Key-Pair-Id",
     "Hash-Algorithm",
 ];
+
+/// The share id a share link carries next to its signature; not part of a transform either.
+pub const SHARE_PARAM: &str = "share";
 
 /// How the output format is chosen before the source is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,13 +55,14 @@ pub struct PendingTransform {
     pub quality: Option<u8>,
 }
 
-/// What the parser needs from the configuration.
+/// What the parser needs from the configuration (built by `config`).
 #[derive(Clone, Debug)]
 pub struct ParseSettings {
     pub max_width: u32,
     pub max_height: u32,
     pub allowed_widths: Vec<u32>,
-    pub default_format: DefaultFormat,
+    /// What an absent `fm` means.
+    pub default_format: FormatChoice,
     pub avif_enabled: bool,
     pub jpeg_quality: u8,
     pub webp_quality: u8,
@@ -66,27 +70,11 @@ pub struct ParseSettings {
     pub watermarks: BTreeSet<String>,
 }
 
-impl ParseSettings {
-    pub fn new(limits: &LimitsConfig, format: &FormatConfig, watermarks: BTreeSet<String>) -> Self {
-        ParseSettings {
-            max_width: limits.max_width,
-            max_height: limits.max_height,
-            allowed_widths: limits.allowed_widths.clone(),
-            default_format: format.default,
-            avif_enabled: format.avif,
-            jpeg_quality: format.jpeg_quality,
-            webp_quality: format.webp_quality,
-            avif_quality: format.avif_quality,
-            watermarks,
-        }
-    }
+fn bad(param: &str, detail: impl Into<String>) -> ParamsError {
+    ParamsError::invalid(param, detail)
 }
 
-fn bad(param: &str, detail: impl std::fmt::Display) -> Error {
-    Error::bad_request(format!("invalid parameter `{param}`: {detail}"))
-}
-
-fn parse_int(param: &str, v: &str, lo: u32, hi: u32) -> Result<u32, Error> {
+fn parse_int(param: &str, v: &str, lo: u32, hi: u32) -> Result<u32, ParamsError> {
     let n: u32 = v
         .parse()
         .map_err(|_| bad(param, format!("expected an integer {lo}..={hi}")))?;
@@ -96,7 +84,7 @@ fn parse_int(param: &str, v: &str, lo: u32, hi: u32) -> Result<u32, Error> {
     Ok(n)
 }
 
-fn parse_num(param: &str, v: &str, lo: f64, hi: f64) -> Result<f64, Error> {
+fn parse_num(param: &str, v: &str, lo: f64, hi: f64) -> Result<f64, ParamsError> {
     let n: f64 = v
         .parse()
         .ok()
@@ -113,7 +101,7 @@ fn canon_f32(n: f64) -> f32 {
     ((n * 100.0).round() / 100.0) as f32
 }
 
-fn parse_bg(v: &str) -> Result<[u8; 4], Error> {
+fn parse_bg(v: &str) -> Result<[u8; 4], ParamsError> {
     let ok = (v.len() == 6 || v.len() == 8) && v.bytes().all(|b| b.is_ascii_hexdigit());
     if !ok {
         return Err(bad("bg", "expected 6 or 8 hex digits (RRGGBB or RRGGBBAA)"));
@@ -127,7 +115,7 @@ fn parse_bg(v: &str) -> Result<[u8; 4], Error> {
     ])
 }
 
-fn parse_crop(v: &str) -> Result<CropRect, Error> {
+fn parse_crop(v: &str) -> Result<CropRect, ParamsError> {
     let parts: Vec<&str> = v.split(',').collect();
     if parts.len() != 4 {
         return Err(bad("crop", "expected x,y,w,h"));
@@ -151,7 +139,7 @@ fn parse_crop(v: &str) -> Result<CropRect, Error> {
 }
 
 /// Parses a raw query string (without the `?`).
-pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, Error> {
+pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsError> {
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut w = None;
     let mut h = None;
@@ -176,7 +164,7 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, Error> {
         let (rname, rvalue) = pair.split_once('=').unwrap_or((pair, ""));
         let name = percent_decode_str(rname)
             .decode_utf8()
-            .map_err(|_| Error::bad_request("query parameter names must be UTF-8"))?;
+            .map_err(|_| ParamsError::NameNotUtf8)?;
         let value = percent_decode_str(rvalue)
             .decode_utf8()
             .map_err(|_| bad(&name, "value is not UTF-8"))?;
@@ -197,22 +185,12 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, Error> {
             "h" => h = Some(parse_int("h", value, 1, s.max_height)?),
             "dpr" => dpr = parse_num("dpr", value, 1.0, 4.0)?,
             "fit" => {
-                fit = Some(match value {
-                    "inside" => Fit::Inside,
-                    "cover" => Fit::Cover,
-                    "contain" => Fit::Contain,
-                    "fill" => Fit::Fill,
-                    "outside" => Fit::Outside,
-                    _ => {
-                        return Err(bad(
-                            "fit",
-                            "expected inside, cover, contain, fill or outside",
-                        ));
-                    }
-                })
+                fit = Some(Fit::from_name(value).ok_or_else(|| {
+                    bad("fit", "expected inside, cover, contain, fill or outside")
+                })?)
             }
             "g" => {
-                gravity = Some(parse_gravity(value).ok_or_else(|| {
+                gravity = Some(Gravity::from_name(value).ok_or_else(|| {
                     bad(
                         "g",
                         "expected center, n, s, e, w, ne, nw, se, sw or entropy",
@@ -233,8 +211,7 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, Error> {
                         return Err(bad("fm", "avif output is disabled on this server"));
                     }
                     _ => FormatChoice::Fixed(
-                        parse_output_format(value)
-                            .filter(|_| value != "jpg")
+                        OutputFormat::from_name(value)
                             .ok_or_else(|| bad("fm", "expected jpeg, png, webp, avif or auto"))?,
                     ),
                 })
@@ -273,17 +250,14 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, Error> {
                 }
                 continue;
             }
-            "share" => {
+            SHARE_PARAM => {
                 if value.len() > 128 {
                     return Err(bad("share", "too long"));
                 }
                 share = Some(value.to_string());
                 continue;
             }
-            _ => {
-                let shown: String = name.chars().take(40).collect();
-                return Err(Error::bad_request(format!("unknown parameter `{shown}`")));
-            }
+            _ => return Err(ParamsError::unknown(name)),
         }
         any_transform = true;
     }
@@ -315,11 +289,7 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, Error> {
     } else {
         gravity
     };
-    let format = format.unwrap_or(match s.default_format {
-        DefaultFormat::Source => FormatChoice::Source,
-        DefaultFormat::Auto => FormatChoice::Auto,
-        DefaultFormat::Fixed(f) => FormatChoice::Fixed(f),
-    });
+    let format = format.unwrap_or(s.default_format);
     let base = Transform {
         width,
         height,
@@ -391,7 +361,7 @@ fn fold_sizes(
 /// What the resolver needs to know about the source.
 #[derive(Clone, Copy, Debug)]
 pub struct SourceTraits {
-    pub format: crate::pipeline::SourceFormat,
+    pub format: SourceFormat,
     pub has_alpha: bool,
 }
 
@@ -424,7 +394,7 @@ fn resolve_inner(
     s: &ParseSettings,
     avif_enabled: bool,
 ) -> (Transform, bool) {
-    use crate::pipeline::SourceFormat as SF;
+    use SourceFormat as SF;
     let (format, negotiated) = match p.format {
         FormatChoice::Fixed(f) => (f, false),
         FormatChoice::Source => (
@@ -488,19 +458,13 @@ fn accepts(accept: &str, mime: &str) -> bool {
 /// The canonical text of a transform; equal transforms give equal text.
 pub fn canonical(t: &Transform) -> String {
     let mut s = String::with_capacity(96);
-    let fit = match t.fit {
-        Fit::Inside => "inside",
-        Fit::Cover => "cover",
-        Fit::Contain => "contain",
-        Fit::Fill => "fill",
-        Fit::Outside => "outside",
-    };
-    let g = format!("{:?}", t.gravity);
     let _ = write!(
         s,
-        "w={};h={};fit={fit};g={g};e={};fm={};q={}",
+        "w={};h={};fit={};g={};e={};fm={};q={}",
         t.width.unwrap_or(0),
         t.height.unwrap_or(0),
+        t.fit.name(),
+        t.gravity.canonical_name(),
         t.enlarge as u8,
         t.format.name(),
         t.quality

@@ -1,10 +1,19 @@
 use super::*;
-use crate::config::Config;
-use crate::pipeline::SourceFormat;
+use crate::media::SourceFormat;
 
+/// The configuration defaults, plus a watermark named `logo`.
 fn settings() -> ParseSettings {
-    let c = Config::defaults();
-    ParseSettings::new(&c.limits, &c.format, ["logo".to_string()].into())
+    ParseSettings {
+        max_width: 8192,
+        max_height: 8192,
+        allowed_widths: Vec::new(),
+        default_format: FormatChoice::Source,
+        avif_enabled: true,
+        jpeg_quality: 80,
+        webp_quality: 80,
+        avif_quality: 60,
+        watermarks: ["logo".to_string()].into(),
+    }
 }
 
 fn resolved(q: &str) -> Transform {
@@ -184,5 +193,66 @@ fn query_values_are_percent_decoded() {
     );
     assert!(parse(Some("w=%FF"), &s).is_err());
     let e = parse(Some("W=10"), &s).unwrap_err();
-    assert!(e.detail.contains("`W`"), "{}", e.detail);
+    assert_eq!(e, ParamsError::Unknown("W".into()));
+}
+
+#[test]
+fn error_texts() {
+    let s = settings();
+    let text = |q: &str| parse(Some(q), &s).unwrap_err().to_string();
+    assert_eq!(text("%FF=1"), "query parameter names must be UTF-8");
+    assert_eq!(
+        text(&format!("{}=1", "x".repeat(50))),
+        format!("unknown parameter `{}`", "x".repeat(40))
+    );
+    assert_eq!(
+        text("w=0"),
+        "invalid parameter `w`: expected an integer 1..=8192"
+    );
+    assert_eq!(
+        text("fm=jpg"),
+        "invalid parameter `fm`: expected jpeg, png, webp, avif or auto"
+    );
+    assert_eq!(
+        text("g=up"),
+        "invalid parameter `g`: expected center, n, s, e, w, ne, nw, se, sw or entropy"
+    );
+    assert_eq!(
+        text("w=1&w=2"),
+        "invalid parameter `w`: given more than once"
+    );
+}
+
+/// The canonical text is hashed into cache keys and ETags: its spelling is pinned here.
+#[test]
+fn canonical_text_is_pinned() {
+    assert_eq!(
+        canonical(&resolved("w=10")),
+        "w=10;h=0;fit=inside;g=Center;e=0;fm=jpeg;q=80"
+    );
+    assert_eq!(
+        canonical(&resolved(
+            "w=10&h=20&fit=cover&g=ne&enlarge=1&fm=png&bg=ff000080&blur=1.234&sharpen=2&rot=90&flip=hv&crop=1,2,3,4&wm=logo"
+        )),
+        "w=10;h=20;fit=cover;g=NorthEast;e=1;fm=png;q=0;bg=ff000080;blur=1.23;sharpen=2.00;rot=90;flip=hv;crop=1,2,3,4;wm=logo"
+    );
+    for (g, name) in [
+        ("center", "Center"),
+        ("n", "North"),
+        ("s", "South"),
+        ("e", "East"),
+        ("w", "West"),
+        ("ne", "NorthEast"),
+        ("nw", "NorthWest"),
+        ("se", "SouthEast"),
+        ("sw", "SouthWest"),
+        ("entropy", "Entropy"),
+    ] {
+        let t = resolved(&format!("w=10&h=10&fit=cover&g={g}"));
+        assert!(canonical(&t).contains(&format!(";g={name};")), "{g}");
+    }
+    for fit in ["inside", "cover", "contain", "fill", "outside"] {
+        let t = resolved(&format!("w=10&h=10&fit={fit}"));
+        assert!(canonical(&t).contains(&format!(";fit={fit};")), "{fit}");
+    }
 }

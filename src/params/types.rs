@@ -1,6 +1,8 @@
 //! The typed, canonical transform. Everything downstream (cache key, pipeline) sees only
 //! these values, never the raw query string.
 
+pub use crate::media::OutputFormat;
+
 /// How the output box is filled (sharp's `fit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Fit {
@@ -15,6 +17,32 @@ pub enum Fit {
     Fill,
     /// Keep the ratio, cover the box without cropping (output may exceed the box).
     Outside,
+}
+
+impl Fit {
+    const ALL: [Fit; 5] = [
+        Fit::Inside,
+        Fit::Cover,
+        Fit::Contain,
+        Fit::Fill,
+        Fit::Outside,
+    ];
+
+    /// The `fit=` value; also the spelling in the canonical transform text (hashed into
+    /// cache keys and ETags, so it must never change).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fit::Inside => "inside",
+            Fit::Cover => "cover",
+            Fit::Contain => "contain",
+            Fit::Fill => "fill",
+            Fit::Outside => "outside",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Fit> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
 }
 
 /// Crop / placement anchor.
@@ -35,36 +63,51 @@ pub enum Gravity {
     Entropy,
 }
 
-/// Encodings we write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OutputFormat {
-    Jpeg,
-    Png,
-    Webp,
-    Avif,
-}
+impl Gravity {
+    /// `g=` values (and `watermarks.*.position`), short and long forms.
+    const NAMES: [(&'static str, Gravity); 20] = [
+        ("center", Gravity::Center),
+        ("centre", Gravity::Center),
+        ("c", Gravity::Center),
+        ("n", Gravity::North),
+        ("north", Gravity::North),
+        ("s", Gravity::South),
+        ("south", Gravity::South),
+        ("e", Gravity::East),
+        ("east", Gravity::East),
+        ("w", Gravity::West),
+        ("west", Gravity::West),
+        ("ne", Gravity::NorthEast),
+        ("northeast", Gravity::NorthEast),
+        ("nw", Gravity::NorthWest),
+        ("northwest", Gravity::NorthWest),
+        ("se", Gravity::SouthEast),
+        ("southeast", Gravity::SouthEast),
+        ("sw", Gravity::SouthWest),
+        ("southwest", Gravity::SouthWest),
+        ("entropy", Gravity::Entropy),
+    ];
 
-impl OutputFormat {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            OutputFormat::Jpeg => "image/jpeg",
-            OutputFormat::Png => "image/png",
-            OutputFormat::Webp => "image/webp",
-            OutputFormat::Avif => "image/avif",
-        }
+    pub fn from_name(s: &str) -> Option<Gravity> {
+        Self::NAMES.iter().find(|(n, _)| *n == s).map(|&(_, g)| g)
     }
 
-    pub fn name(self) -> &'static str {
+    /// The spelling in the canonical transform text, which the cache key and every ETag
+    /// hash: it must never change. (It is what `Debug` printed when ETags were first
+    /// issued, written out so that renaming a variant cannot change it.)
+    pub fn canonical_name(self) -> &'static str {
         match self {
-            OutputFormat::Jpeg => "jpeg",
-            OutputFormat::Png => "png",
-            OutputFormat::Webp => "webp",
-            OutputFormat::Avif => "avif",
+            Gravity::Center => "Center",
+            Gravity::North => "North",
+            Gravity::South => "South",
+            Gravity::East => "East",
+            Gravity::West => "West",
+            Gravity::NorthEast => "NorthEast",
+            Gravity::NorthWest => "NorthWest",
+            Gravity::SouthEast => "SouthEast",
+            Gravity::SouthWest => "SouthWest",
+            Gravity::Entropy => "Entropy",
         }
-    }
-
-    pub fn supports_alpha(self) -> bool {
-        !matches!(self, OutputFormat::Jpeg)
     }
 }
 

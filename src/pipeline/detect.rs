@@ -103,19 +103,8 @@ impl JpegMeta<'_> {
 
 /// Identifies the format from the magic bytes.
 pub(crate) fn sniff(input: &[u8]) -> Result<SourceFormat, PipelineError> {
-    if input.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Ok(SourceFormat::Jpeg)
-    } else if input.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Ok(SourceFormat::Png)
-    } else if input.len() >= 12 && &input[0..4] == b"RIFF" && &input[8..12] == b"WEBP" {
-        Ok(SourceFormat::Webp)
-    } else if input.starts_with(b"GIF87a") || input.starts_with(b"GIF89a") {
-        Ok(SourceFormat::Gif)
-    } else {
-        Err(PipelineError::Unsupported(
-            "not a JPEG, PNG, WebP or GIF image".into(),
-        ))
-    }
+    SourceFormat::sniff(input)
+        .ok_or_else(|| PipelineError::Unsupported("not a JPEG, PNG, WebP or GIF image".into()))
 }
 
 /// Sniffs the format and parses its header.

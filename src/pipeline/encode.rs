@@ -8,7 +8,7 @@ use image::{DynamicImage, ImageEncoder};
 
 use super::PipelineError;
 use super::effects::{flatten, is_opaque};
-use crate::params::OutputFormat;
+use crate::media::OutputFormat;
 
 /// Largest side libwebp can encode.
 const WEBP_MAX: u32 = 16383;

@@ -40,6 +40,7 @@ mod watermark;
 #[cfg(test)]
 mod tests;
 
+pub use crate::media::SourceFormat;
 pub use watermark::Watermark;
 
 use std::sync::Arc;
@@ -47,7 +48,8 @@ use std::sync::Arc;
 use image::DynamicImage;
 use image::metadata::Orientation;
 
-use crate::params::{Gravity, OutputFormat, Transform};
+use crate::media::OutputFormat;
+use crate::params::{Gravity, Transform};
 use geometry::RectF;
 use plan::{CanvasStep, Facts, Plan};
 
@@ -57,7 +59,7 @@ pub mod bench {
     use image::DynamicImage;
 
     use super::{PipelineError, decode, detect, encode, resample};
-    use crate::params::OutputFormat;
+    use crate::media::OutputFormat;
 
     /// Decoded pixels (8-bit RGB or RGBA).
     #[derive(Clone)]
@@ -104,26 +106,6 @@ pub mod bench {
         avif_speed: u8,
     ) -> Result<Vec<u8>, PipelineError> {
         encode::encode(p.0.clone(), format, quality, avif_speed)
-    }
-}
-
-/// Formats we decode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SourceFormat {
-    Jpeg,
-    Png,
-    Webp,
-    Gif,
-}
-
-impl SourceFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceFormat::Jpeg => "JPEG",
-            SourceFormat::Png => "PNG",
-            SourceFormat::Webp => "WebP",
-            SourceFormat::Gif => "GIF",
-        }
     }
 }
 

@@ -33,7 +33,7 @@ impl FsStorage {
     /// The path for `key`, checked to stay inside the root after resolving symlinks.
     /// `must_exist = false` resolves the parent only (for `put`).
     async fn resolve(&self, key: &str, must_exist: bool) -> Result<PathBuf, StorageError> {
-        crate::storage::key::validate(key).map_err(|e| StorageError::InvalidKey(e.detail))?;
+        crate::storage::key::validate(key).map_err(|e| StorageError::InvalidKey(e.to_string()))?;
         let joined = self.root.join(key);
         let resolved = if must_exist {
             tokio::fs::canonicalize(&joined).await.map_err(io_err)?

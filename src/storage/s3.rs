@@ -118,7 +118,7 @@ impl S3Storage {
 
     /// The object key in the bucket: the configured prefix + the validated key.
     fn object_key(&self, key: &str) -> Result<String, StorageError> {
-        crate::storage::key::validate(key).map_err(|e| StorageError::InvalidKey(e.detail))?;
+        crate::storage::key::validate(key).map_err(|e| StorageError::InvalidKey(e.to_string()))?;
         Ok(format!("{}{key}", self.prefix))
     }
 
