@@ -41,18 +41,4 @@ impl AppState {
             caches: &self.caches,
         }
     }
-
-    /// Delivery and share URLs as the API shows them.
-    pub(crate) fn urls(&self) -> crate::api::Urls<'_> {
-        crate::api::Urls {
-            base: self
-                .config
-                .auth
-                .public_base_urls
-                .first()
-                .map(String::as_str)
-                .unwrap_or(""),
-            signer: self.signer.as_ref(),
-        }
-    }
 }

@@ -148,7 +148,7 @@ pub(super) async fn list(
     } else {
         None
     };
-    let urls = state.urls();
+    let urls = views::urls(&state);
     Ok(views::json(
         StatusCode::OK,
         &Page {
@@ -166,7 +166,7 @@ pub(super) async fn get(
     let r = load_readable(&state, &c, &id).await?;
     Ok(views::json(
         StatusCode::OK,
-        &RecordView::new(&r, &state.urls()),
+        &RecordView::new(&r, &views::urls(&state)),
     ))
 }
 
@@ -259,7 +259,7 @@ pub(super) async fn patch(
         .ok_or_else(Error::not_found)?;
     Ok(views::json(
         StatusCode::OK,
-        &RecordView::new(&updated, &state.urls()),
+        &RecordView::new(&updated, &views::urls(&state)),
     ))
 }
 

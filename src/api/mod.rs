@@ -15,7 +15,6 @@ mod uploads;
 mod views;
 
 pub use images::{MAX_PAGE, check_filename, normalize_tag};
-pub(crate) use views::Urls;
 pub use views::key_path;
 
 use crate::error::{Error, ErrorKind};

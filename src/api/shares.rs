@@ -72,7 +72,7 @@ pub(super) async fn create(
         revoked_at: None,
     };
     state.metadata.insert_share(&share).await?;
-    let urls = state.urls();
+    let urls = views::urls(&state);
     let url = signer.sign_canned(
         &urls.share_unsigned(&share.key, share.params.as_deref(), &share.id),
         share.expires_at as u64,
@@ -94,7 +94,7 @@ pub(super) async fn list(
 ) -> ApiResult {
     let rec = load_owned(&state, &c, &id).await?;
     let shares = state.metadata.list_shares(&rec.id).await?;
-    let urls = state.urls();
+    let urls = views::urls(&state);
     Ok(views::json(
         StatusCode::OK,
         &Page {

@@ -134,7 +134,10 @@ pub(super) async fn upload(
         .map_err(|e| {
             Error::new(ErrorKind::Internal, "storing the upload failed").with_cause(e)
         })??;
-    let mut resp = views::json(StatusCode::CREATED, &RecordView::new(&rec, &state.urls()));
+    let mut resp = views::json(
+        StatusCode::CREATED,
+        &RecordView::new(&rec, &views::urls(&state)),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/images/{}", rec.id)) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -265,7 +268,7 @@ pub(super) async fn register(
     state.metadata.insert(&rec).await?;
     Ok(views::json(
         StatusCode::CREATED,
-        &RecordView::new(&rec, &state.urls()),
+        &RecordView::new(&rec, &views::urls(&state)),
     ))
 }
 

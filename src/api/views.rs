@@ -52,6 +52,21 @@ pub fn key_path(key: &str) -> String {
     out
 }
 
+/// The URL builder of this app: delivery URLs on the first `cloudfront.public_base_urls`
+/// entry, share URLs signed with its signing key.
+pub(crate) fn urls(state: &crate::state::AppState) -> Urls<'_> {
+    Urls {
+        base: state
+            .config
+            .auth
+            .public_base_urls
+            .first()
+            .map(String::as_str)
+            .unwrap_or(""),
+        signer: state.signer.as_ref(),
+    }
+}
+
 /// Builds URLs that point back at delivery: on the first `cloudfront.public_base_urls`
 /// entry when set, else paths relative to this server.
 pub(crate) struct Urls<'a> {

@@ -127,15 +127,25 @@ pub fn may_change(p: &Principal, owner: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+
+    /// The `[access]` defaults of SPEC §8.
+    fn defaults() -> AccessConfig {
+        AccessConfig {
+            public_prefix: "public/".into(),
+            protected_prefix: "protected/".into(),
+            private_prefix: "private/".into(),
+            other: OtherAccess::None,
+        }
+    }
 
     /// Regression (security review, finding 13): `/PRIVATE/alice/x.jpg` is not an
     /// "other" key that guests may read when `access.other = public`.
     #[test]
     fn miscased_prefixes_are_refused() {
-        let mut c = Config::defaults();
-        c.access.other = OtherAccess::Public;
-        let a = &c.access;
+        let a = &AccessConfig {
+            other: OtherAccess::Public,
+            ..defaults()
+        };
         let alice = Principal::User {
             id: "alice".into(),
             groups: vec![],
@@ -157,7 +167,7 @@ mod tests {
 
     #[test]
     fn guest_reads_only_public_by_default() {
-        let a = Config::defaults().access;
+        let a = defaults();
         let g = Principal::Guest;
         assert!(can_read(&g, "public/x.jpg", &a));
         assert!(!can_read(&g, "protected/alice/x.jpg", &a));
@@ -171,7 +181,7 @@ mod tests {
 
     #[test]
     fn users_and_admins() {
-        let a = Config::defaults().access;
+        let a = defaults();
         let alice = Principal::User {
             id: "alice".into(),
             groups: vec![],
@@ -190,7 +200,7 @@ mod tests {
 
     #[test]
     fn levels_from_keys() {
-        let a = Config::defaults().access;
+        let a = defaults();
         assert_eq!(level_of("public/x.png", &a), (Level::Public, None));
         assert_eq!(
             level_of("protected/alice/x.png", &a),
