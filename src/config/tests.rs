@@ -1,0 +1,160 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_match_spec() {
+    let c = Config::defaults();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.metrics_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(c.server.request_timeout, Duration::from_secs(25));
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(75));
+    assert_eq!(c.server.max_connections, 1024);
+    assert_eq!(c.server.api_timeout, Duration::from_secs(60));
+    assert_eq!(c.format.default, DefaultFormat::Source);
+    assert!(c.format.avif);
+    assert_eq!(c.metadata_url, "sqlite://data/imgorigin.db");
+    assert!(
+        matches!(c.storage, StorageConfig::Fs { ref root } if root == Path::new("data/originals"))
+    );
+    assert_eq!(
+        c.cache_control.public,
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(c.access.other, OtherAccess::None);
+}
+
+#[test]
+fn env_overrides_file() {
+    let c = Config::from_toml_and_env(
+        "[server]\nlisten = \"127.0.0.1:1\"\n[limits]\nmax_width = 100\n",
+        env(&[
+            ("IMGORIGIN__SERVER__LISTEN", "0.0.0.0:8081"),
+            ("IMGORIGIN__LIMITS__ALLOWED_WIDTHS", "[64, 32]"),
+            ("IMGORIGIN__CACHE__VARIANT_BYTES", "64MiB"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:8081");
+    assert_eq!(c.limits.max_width, 100);
+    assert_eq!(c.limits.allowed_widths, vec![32, 64]);
+    assert_eq!(c.cache.variant_bytes, 64 << 20);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = Config::from_toml_and_env("[server]\nlisten_addr = \"x\"\n", env(&[])).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("server"), "{msg}");
+    assert!(msg.contains("listen_addr"), "{msg}");
+    let e =
+        Config::from_toml_and_env("", env(&[("IMGORIGIN__LIMITS__MAX_WIDHT", "5")])).unwrap_err();
+    assert!(e.to_string().contains("max_widht"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = Config::from_toml_and_env("[limits]\nmax_width = \"wide\"\n", env(&[])).unwrap_err();
+    assert!(e.to_string().contains("limits.max_width"), "{e}");
+}
+
+#[test]
+fn every_problem_reported_at_once() {
+    let e = Config::from_toml_and_env(
+        "[server]\nlisten = \"nowhere\"\n[log]\nformat = \"xml\"\n[format]\njpeg_quality = 0\navif_speed = 11\n[access]\nother = \"everyone\"\n",
+        env(&[]),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|l| l.split(':').next().unwrap()).collect();
+    for k in [
+        "server.listen",
+        "log.format",
+        "format.jpeg_quality",
+        "format.avif_speed",
+        "access.other",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn byte_sizes() {
+    assert_eq!(raw::parse_byte_size("1024").unwrap(), 1024);
+    assert_eq!(raw::parse_byte_size("2MiB").unwrap(), 2 << 20);
+    assert_eq!(raw::parse_byte_size("3 GB").unwrap(), 3_000_000_000);
+    assert!(raw::parse_byte_size("lots").is_err());
+    assert!(raw::parse_byte_size("5XB").is_err());
+}
+
+#[test]
+fn unavailable_security_features_fail_loudly() {
+    let e =
+        Config::from_toml_and_env("[cloudfront]\norigin_secret = [\"s\"]\n", env(&[])).unwrap_err();
+    assert!(e.to_string().contains("cloudfront"), "{e}");
+}
+
+/// Regression (security review, finding 9): nested or equal access prefixes gave a
+/// guest private images with a one-year public Cache-Control.
+#[test]
+fn overlapping_access_prefixes_are_refused() {
+    for (toml, names) in [
+        (
+            "[access]\npublic_prefix = \"img/\"\nprivate_prefix = \"img/private/\"\n",
+            ["access.public_prefix", "access.private_prefix"],
+        ),
+        (
+            "[access]\nprotected_prefix = \"public/\"\n",
+            ["access.public_prefix", "access.protected_prefix"],
+        ),
+        (
+            "[access]\nprivate_prefix = \"Protected/x/\"\n",
+            ["access.protected_prefix", "access.private_prefix"],
+        ),
+    ] {
+        let e = Config::from_toml_and_env(toml, env(&[])).unwrap_err();
+        let text = e.to_string();
+        for n in names {
+            assert!(text.contains(n), "{toml}: {text}");
+        }
+    }
+    Config::from_toml_and_env(
+        "[access]\npublic_prefix = \"img/pub/\"\nprivate_prefix = \"img/priv/\"\n",
+        env(&[]),
+    )
+    .unwrap();
+}
+
+/// Regression (finding 10): trusting CloudFront-Viewer-Address without an origin
+/// secret is accepted but warned about, naming the key that fixes it.
+#[test]
+fn trusted_viewer_address_without_origin_secret_warns() {
+    let c =
+        Config::from_toml_and_env("[cloudfront]\ntrust_viewer_address = true\n", env(&[])).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("cloudfront.origin_secret"));
+    let c = Config::from_toml_and_env(
+        "[cloudfront]\ntrust_viewer_address = true\norigin_secret = [\"0123456789abcdef-secret\"]\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(Config::defaults().warnings.is_empty());
+}
+
+// Render cost caps.
+#[test]
+fn output_pixel_caps() {
+    let c = Config::defaults();
+    assert_eq!(c.limits.max_output_pixels, 40_000_000);
+    assert_eq!(c.limits.max_avif_output_pixels, 8_388_608);
+    let e = Config::from_toml_and_env("[limits]\nmax_output_pixels = 0\n", env(&[])).unwrap_err();
+    assert!(e.to_string().contains("limits.max_output_pixels"), "{e}");
+}
