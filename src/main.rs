@@ -132,7 +132,10 @@ fn main() -> ExitCode {
         }
         Command::Serve => {
             fix_malloc_mmap_threshold();
-            imgorigin::telemetry::init_logging(&config.log);
+            imgorigin::telemetry::init_logging(
+                &config.log.level,
+                config.log.format == imgorigin::config::LogFormat::Json,
+            );
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -20,7 +20,7 @@ use crate::pipeline::Watermark;
 use crate::storage::Storage;
 use crate::storage::fs::FsStorage;
 use crate::storage::s3::S3Storage;
-use crate::telemetry::{Metrics, RequestLabels, Route, RouteLabels, Tier, TierLabels};
+use crate::telemetry::{Metrics, Route, Tier};
 use crate::workers::Workers;
 use axum::Router;
 use axum::body::Body;
@@ -354,25 +354,13 @@ async fn api_placeholder(State(state): State<Arc<AppState>>) -> Response<Body> {
 
 async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
     let m = &state.metrics;
-    m.queue_depth.set(state.workers.queue_depth() as i64);
+    m.queue_depth(state.workers.queue_depth());
     // moka counts sizes lazily; settle pending inserts so the gauges are current.
     state.caches.variants.run_pending_tasks().await;
     state.caches.originals.run_pending_tasks().await;
-    m.cache_bytes
-        .get_or_create(&TierLabels {
-            tier: Tier::Variant,
-        })
-        .set(state.caches.variants.weighted_size() as i64);
-    m.cache_bytes
-        .get_or_create(&TierLabels {
-            tier: Tier::Original,
-        })
-        .set(state.caches.originals.weighted_size() as i64);
-    m.cache_bytes
-        .get_or_create(&TierLabels {
-            tier: Tier::Decoded,
-        })
-        .set(state.caches.decoded.weighted_size() as i64);
+    m.cache_bytes(Tier::Variant, state.caches.variants.weighted_size());
+    m.cache_bytes(Tier::Original, state.caches.originals.weighted_size());
+    m.cache_bytes(Tier::Decoded, state.caches.decoded.weighted_size());
     let mut r = Response::new(Body::from(m.encode()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -467,16 +455,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         resp.headers_mut().insert("x-request-id", v);
     }
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels { route, status })
-        .inc();
-    state
-        .metrics
-        .request_seconds
-        .get_or_create(&RouteLabels { route })
-        .observe(elapsed.as_secs_f64());
+    state.metrics.request(route, status, elapsed.as_secs_f64());
     let cause = resp
         .extensions()
         .get::<problem::ErrorCause>()
