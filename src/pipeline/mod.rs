@@ -247,10 +247,16 @@ pub trait DecodedSources {
 
 /// Refuses headers declaring more than `limit` pixels.
 fn check_pixels(header: &detect::Header<'_>, limit: u64) -> Result<(), PipelineError> {
-    if u64::from(header.width) * u64::from(header.height) > limit {
+    check_source_pixels(header.width, header.height, limit)
+}
+
+/// The source pixel limit. Delivery and upload call it on a probed header to refuse
+/// before taking a worker slot; every decode here checks it again.
+pub fn check_source_pixels(width: u32, height: u32, limit: u64) -> Result<(), PipelineError> {
+    if u64::from(width) * u64::from(height) > limit {
         return Err(PipelineError::TooManyPixels {
-            width: header.width,
-            height: header.height,
+            width,
+            height,
             limit,
         });
     }
