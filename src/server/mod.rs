@@ -14,6 +14,7 @@ use crate::cache::Caches;
 use crate::config::{Config, StorageConfig};
 use crate::delivery::{self, CacheOutcome};
 use crate::error::{Error, ErrorKind};
+use crate::headers::CacheControls;
 use crate::metadata::MetadataStore;
 use crate::params::ParseSettings;
 use crate::pipeline::Watermark;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub caches: Caches,
     pub workers: Workers,
     pub metrics: Metrics,
+    /// `cache_control.public`/`private` as header values, parsed once.
+    pub cache_controls: CacheControls,
     pub parse: ParseSettings,
     pub watermarks: HashMap<String, Arc<Watermark>>,
     pub metadata: Arc<dyn MetadataStore>,
@@ -179,6 +182,10 @@ pub async fn build_app_with_parts(
             config.limits.transform_queue,
         ),
         metrics: Metrics::new(),
+        cache_controls: CacheControls::new(
+            &config.cache_control.public,
+            &config.cache_control.private,
+        ),
         parse,
         watermarks,
         storage,
