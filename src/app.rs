@@ -8,6 +8,7 @@ use crate::auth::local::LocalIssuer;
 use crate::auth::ratelimit::RateLimits;
 use crate::cache::Caches;
 use crate::config::{Config, StorageConfig};
+use crate::headers::CacheControls;
 use crate::metadata::MetadataStore;
 use crate::pipeline::Watermark;
 use crate::server;
@@ -140,6 +141,10 @@ async fn build_state(
             config.limits.transform_queue,
         ),
         metrics: Metrics::new(),
+        cache_controls: CacheControls::new(
+            &config.cache_control.public,
+            &config.cache_control.private,
+        ),
         parse,
         watermarks,
         storage,

@@ -3,12 +3,13 @@
 //! Entries are immutable; a hit is a refcount bump on `Bytes` or the pixels' `Arc`.
 
 use crate::error::Error;
-use crate::pipeline::{DecodedSource, DecodedSources, PipelineError, SourceInfo};
-use crate::storage::ObjectMeta;
+use crate::pipeline::{self, DecodedSource, DecodedSources, PipelineError, SourceInfo};
+use crate::storage::{Object, ObjectMeta, Storage, StorageError};
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One rendered image. Its ETag is not stored: it is the variant id, known before lookup.
 pub struct Variant {
@@ -26,6 +27,51 @@ pub struct Original {
     pub probe: Result<SourceInfo, Error>,
     /// When storage last confirmed this copy is current.
     pub checked_at: Instant,
+    /// `meta.last_modified` as an HTTP date, formatted once for every response.
+    pub last_modified: Option<HeaderValue>,
+}
+
+impl Original {
+    fn new(obj: Object) -> Self {
+        let probe = pipeline::probe(&obj.body).map_err(Error::from);
+        let last_modified =
+            HeaderValue::try_from(httpdate::fmt_http_date(obj.meta.last_modified)).ok();
+        Original {
+            meta: obj.meta,
+            body: obj.body,
+            probe,
+            checked_at: Instant::now(),
+            last_modified,
+        }
+    }
+
+    /// The same copy, confirmed current now.
+    fn confirmed(&self) -> Self {
+        Original {
+            meta: self.meta.clone(),
+            body: self.body.clone(),
+            probe: self.probe.clone(),
+            checked_at: Instant::now(),
+            last_modified: self.last_modified.clone(),
+        }
+    }
+}
+
+/// How originals are fetched: the size cap, and how long a cached copy is served before
+/// storage is asked whether it changed.
+#[derive(Clone, Copy, Debug)]
+pub struct OriginalPolicy {
+    pub max_bytes: u64,
+    pub revalidate_after: Duration,
+}
+
+/// What fetching an original reports, for metrics (this module knows no metric names).
+pub trait OriginalEvents: Sync {
+    /// Served from the cache without asking storage.
+    fn hit(&self);
+    fn miss(&self);
+    /// A storage round trip of `seconds`; `fetched` when it brought the bytes.
+    fn storage(&self, seconds: f64, fetched: bool);
 }
 
 pub type VariantId = [u8; 16];
@@ -168,6 +214,58 @@ impl Caches {
                 .build(),
             decoded: Decoded::new(decoded_bytes),
         }
+    }
+
+    /// The original from the cache, revalidated with storage after
+    /// `policy.revalidate_after`; concurrent misses fetch once. A storage error while
+    /// revalidating serves the cached copy; an original gone from storage is purged.
+    pub async fn original(
+        &self,
+        storage: &dyn Storage,
+        key: &str,
+        policy: OriginalPolicy,
+        events: &dyn OriginalEvents,
+    ) -> Result<Arc<Original>, Error> {
+        let Some(cached) = self.originals.get(key).await else {
+            events.miss();
+            return self
+                .originals
+                .try_get_with(key.into(), async {
+                    let started = Instant::now();
+                    let obj = storage.get(key, policy.max_bytes).await;
+                    events.storage(started.elapsed().as_secs_f64(), true);
+                    obj.map(|o| Arc::new(Original::new(o))).map_err(Error::from)
+                })
+                .await
+                .map_err(|e| (*e).clone());
+        };
+        if cached.checked_at.elapsed() < policy.revalidate_after {
+            events.hit();
+            return Ok(cached);
+        }
+        let started = Instant::now();
+        let fresh = storage
+            .get_if_changed(key, &cached.meta.etag, policy.max_bytes)
+            .await;
+        events.storage(
+            started.elapsed().as_secs_f64(),
+            matches!(fresh, Ok(Some(_))),
+        );
+        let next = match fresh {
+            Ok(None) => Arc::new(cached.confirmed()),
+            Ok(Some(obj)) => Arc::new(Original::new(obj)),
+            Err(StorageError::NotFound) => {
+                self.purge_key(key).await;
+                return Err(Error::not_found());
+            }
+            Err(e) => {
+                // Storage hiccup: keep serving the copy we have rather than fail.
+                tracing::warn!(error = %e, "revalidating an original failed; serving the cached copy");
+                return Ok(cached);
+            }
+        };
+        self.originals.insert(key.into(), next.clone()).await;
+        Ok(next)
     }
 
     /// Drops every cached variant, original and decode of `key`.

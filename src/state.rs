@@ -7,6 +7,7 @@ use crate::auth::cloudfront::UrlSigner;
 use crate::auth::ratelimit::RateLimits;
 use crate::cache::Caches;
 use crate::config::Config;
+use crate::headers::CacheControls;
 use crate::metadata::MetadataStore;
 use crate::params::ParseSettings;
 use crate::pipeline::Watermark;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub caches: Caches,
     pub workers: Workers,
     pub metrics: Metrics,
+    /// `cache_control.public`/`private` as header values, parsed once.
+    pub cache_controls: CacheControls,
     pub parse: ParseSettings,
     pub watermarks: HashMap<String, Arc<Watermark>>,
     pub metadata: Arc<dyn MetadataStore>,

@@ -193,6 +193,69 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    pub fn cache_hit(&self, tier: Tier) {
+        self.cache_hits.get_or_create(&TierLabels { tier }).inc();
+    }
+
+    pub fn cache_miss(&self, tier: Tier) {
+        self.cache_misses.get_or_create(&TierLabels { tier }).inc();
+    }
+
+    pub fn cache_bytes(&self, tier: Tier, bytes: u64) {
+        self.cache_bytes
+            .get_or_create(&TierLabels { tier })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// A request refused early; `reason` is one of a fixed set (`queue_full`, `rate_limited`).
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Time spent in one transform stage.
+    pub fn stage(&self, stage: Stage, seconds: f64) {
+        self.transform_seconds
+            .get_or_create(&StageLabels { stage })
+            .observe(seconds);
+    }
+
+    /// A storage round trip for an original; `fetched` when it brought the bytes.
+    pub fn storage_fetch(&self, seconds: f64, fetched: bool) {
+        self.storage_fetch_seconds.observe(seconds);
+        if fetched {
+            self.storage_fetches.inc();
+        }
+    }
+
+    /// One answered request, by route and status.
+    pub fn request(&self, route: Route, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels { route })
+            .observe(seconds);
+    }
+
+    /// Transforms waiting for a worker.
+    pub fn queue_depth(&self, waiting: usize) {
+        self.queue_depth
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    /// A render took a worker after waiting `queued_seconds`.
+    pub fn render_started(&self, queued_seconds: f64) {
+        self.stage(Stage::Queue, queued_seconds);
+        self.transforms_running.inc();
+    }
+
+    /// A render finished (or failed) after `seconds` on its worker.
+    pub fn render_finished(&self, seconds: f64) {
+        self.transforms_running.dec();
+        self.renders.inc();
+        self.stage(Stage::Render, seconds);
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

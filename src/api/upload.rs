@@ -224,14 +224,7 @@ pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, 
     }
     let info = pipeline::probe(&bytes)?;
     let limit = state.config.limits.max_source_pixels;
-    if u64::from(info.width) * u64::from(info.height) > limit {
-        return Err(pipeline::PipelineError::TooManyPixels {
-            width: info.width,
-            height: info.height,
-            limit,
-        }
-        .into());
-    }
+    pipeline::check_source_pixels(info.width, info.height, limit)?;
     let b2 = bytes.clone();
     state
         .workers

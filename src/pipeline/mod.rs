@@ -239,13 +239,20 @@ pub trait DecodedSources {
 /// (a GIF frame can be larger than its logical screen).
 fn check_pixels(header: &detect::Header<'_>, limit: u64) -> Result<(), PipelineError> {
     for (width, height) in [(header.width, header.height), header.largest_frame] {
-        if u64::from(width) * u64::from(height) > limit {
-            return Err(PipelineError::TooManyPixels {
-                width,
-                height,
-                limit,
-            });
-        }
+        check_source_pixels(width, height, limit)?;
+    }
+    Ok(())
+}
+
+/// The source pixel limit. Delivery and upload call it on a probed header to refuse
+/// before taking a worker slot; every decode here checks it again (frames included).
+pub fn check_source_pixels(width: u32, height: u32, limit: u64) -> Result<(), PipelineError> {
+    if u64::from(width) * u64::from(height) > limit {
+        return Err(PipelineError::TooManyPixels {
+            width,
+            height,
+            limit,
+        });
     }
     Ok(())
 }

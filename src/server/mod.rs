@@ -10,7 +10,7 @@ pub use problem::error_response;
 use crate::delivery::{self, CacheOutcome};
 use crate::error::{Error, ErrorKind};
 use crate::state::AppState;
-use crate::telemetry::{RequestLabels, Route, RouteLabels, Tier, TierLabels};
+use crate::telemetry::{Route, Tier};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -108,25 +108,13 @@ async fn api_placeholder(State(state): State<Arc<AppState>>) -> Response<Body> {
 
 async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
     let m = &state.metrics;
-    m.queue_depth.set(state.workers.queue_depth() as i64);
+    m.queue_depth(state.workers.queue_depth());
     // moka counts sizes lazily; settle pending inserts so the gauges are current.
     state.caches.variants.run_pending_tasks().await;
     state.caches.originals.run_pending_tasks().await;
-    m.cache_bytes
-        .get_or_create(&TierLabels {
-            tier: Tier::Variant,
-        })
-        .set(state.caches.variants.weighted_size() as i64);
-    m.cache_bytes
-        .get_or_create(&TierLabels {
-            tier: Tier::Original,
-        })
-        .set(state.caches.originals.weighted_size() as i64);
-    m.cache_bytes
-        .get_or_create(&TierLabels {
-            tier: Tier::Decoded,
-        })
-        .set(state.caches.decoded.weighted_size() as i64);
+    m.cache_bytes(Tier::Variant, state.caches.variants.weighted_size());
+    m.cache_bytes(Tier::Original, state.caches.originals.weighted_size());
+    m.cache_bytes(Tier::Decoded, state.caches.decoded.weighted_size());
     let mut r = Response::new(Body::from(m.encode()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -241,16 +229,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         resp.headers_mut().insert("x-request-id", v);
     }
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels { route, status })
-        .inc();
-    state
-        .metrics
-        .request_seconds
-        .get_or_create(&RouteLabels { route })
-        .observe(elapsed.as_secs_f64());
+    state.metrics.request(route, status, elapsed.as_secs_f64());
     let cause = resp
         .extensions()
         .get::<problem::ErrorCause>()
