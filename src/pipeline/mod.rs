@@ -124,14 +124,19 @@ pub struct SourceInfo {
 /// Header-only: magic bytes + dimensions (as stored, before orientation) + alpha; never
 /// decodes pixels.
 pub fn probe(input: &[u8]) -> Result<SourceInfo, PipelineError> {
-    let h = detect::read_header(input)?;
-    Ok(SourceInfo {
-        format: h.format,
-        width: h.width,
-        height: h.height,
-        has_alpha: h.has_alpha,
-        frames: h.frames,
-    })
+    detect::read_header(input).map(|h| SourceInfo::of(&h))
+}
+
+impl SourceInfo {
+    fn of(h: &detect::Header<'_>) -> Self {
+        SourceInfo {
+            format: h.format,
+            width: h.width,
+            height: h.height,
+            has_alpha: h.has_alpha,
+            frames: h.frames,
+        }
+    }
 }
 
 /// Upload validation: the header (format, dimensions, at most `max_pixels`) and then a
@@ -141,13 +146,7 @@ pub fn check(input: &[u8], max_pixels: u64) -> Result<SourceInfo, PipelineError>
     let h = detect::read_header(input)?;
     check_pixels(&h, max_pixels)?;
     decode::decode(input, &h, 8, max_pixels)?;
-    Ok(SourceInfo {
-        format: h.format,
-        width: h.width,
-        height: h.height,
-        has_alpha: h.has_alpha,
-        frames: h.frames,
-    })
+    Ok(SourceInfo::of(&h))
 }
 
 /// Server-side settings for one render.

@@ -192,16 +192,6 @@ impl Storage for FsStorage {
             Err(StorageError::Unavailable("root is not a folder".into()))
         }
     }
-
-    /// A folder has no URL a client could upload to.
-    async fn presign_put(
-        &self,
-        _key: &str,
-        _content_type: &str,
-        _expires_in: std::time::Duration,
-    ) -> Result<Option<super::PresignedPut>, StorageError> {
-        Ok(None)
-    }
 }
 
 #[cfg(test)]
