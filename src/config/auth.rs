@@ -238,3 +238,51 @@ pub(super) fn validate_auth(raw: &RawConfig, errs: &mut Vec<String>) -> AuthConf
         local,
     }
 }
+
+pub(super) fn validate_access(a: &raw::Access, errs: &mut Vec<String>) -> AccessConfig {
+    let other = match a.other.as_str() {
+        "none" => OtherAccess::None,
+        "authenticated" => OtherAccess::Authenticated,
+        "public" => OtherAccess::Public,
+        o => {
+            errs.push(format!(
+                "access.other: `{o}` is not `none`, `authenticated` or `public`"
+            ));
+            OtherAccess::None
+        }
+    };
+    for (key, p) in [
+        ("access.public_prefix", &a.public_prefix),
+        ("access.protected_prefix", &a.protected_prefix),
+        ("access.private_prefix", &a.private_prefix),
+    ] {
+        if p.is_empty() || !p.ends_with('/') || p.starts_with('/') {
+            errs.push(format!("{key}: must be a non-empty prefix ending in `/`"));
+        }
+    }
+    errs.extend(overlapping_prefixes(a));
+    AccessConfig {
+        public_prefix: a.public_prefix.clone(),
+        protected_prefix: a.protected_prefix.clone(),
+        private_prefix: a.private_prefix.clone(),
+        other,
+    }
+}
+
+pub(super) fn validate_rate_limit(rl: &raw::RateLimit, errs: &mut Vec<String>) -> RateLimitConfig {
+    if rl.enabled && (rl.misses_per_s <= 0.0 || rl.writes_per_s <= 0.0 || rl.burst == 0) {
+        errs.push(
+            "rate_limit: misses_per_s, writes_per_s and burst must be positive when enabled".into(),
+        );
+    }
+    if !(1..=128).contains(&rl.ipv6_prefix) {
+        errs.push("rate_limit.ipv6_prefix: must be 1..=128".into());
+    }
+    RateLimitConfig {
+        enabled: rl.enabled,
+        misses_per_s: rl.misses_per_s,
+        writes_per_s: rl.writes_per_s,
+        burst: rl.burst,
+        ipv6_prefix: rl.ipv6_prefix,
+    }
+}

@@ -3,6 +3,7 @@
 //! problem at once, each naming its key, so a bad deploy fails at start-up in one go.
 
 mod auth;
+mod delivery;
 mod env;
 pub mod raw;
 #[cfg(test)]
@@ -294,198 +295,20 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         source_ttl: Duration::from_secs(raw.cache.source_ttl_s),
     };
 
-    let l = &raw.limits;
-    let nonzero = |key: &str, v: u64, errs: &mut Vec<String>| {
-        if v == 0 {
-            errs.push(format!("{key}: must be at least 1"));
-        }
-    };
-    nonzero("limits.max_source_bytes", l.max_source_bytes.0, &mut errs);
-    nonzero("limits.max_source_pixels", l.max_source_pixels, &mut errs);
-    nonzero("limits.max_width", l.max_width as u64, &mut errs);
-    nonzero("limits.max_height", l.max_height as u64, &mut errs);
-    nonzero("limits.max_upload_bytes", l.max_upload_bytes.0, &mut errs);
-    // Render cost caps.
-    nonzero("limits.max_output_pixels", l.max_output_pixels, &mut errs);
-    nonzero(
-        "limits.max_avif_output_pixels",
-        l.max_avif_output_pixels,
-        &mut errs,
-    );
-    let mut allowed_widths = l.allowed_widths.clone().unwrap_or_default();
-    allowed_widths.sort_unstable();
-    allowed_widths.dedup();
-    if let Some(l) = &l.allowed_widths
-        && l.is_empty()
-    {
-        errs.push("limits.allowed_widths: when set, list at least one width".into());
-    }
-    if allowed_widths
-        .iter()
-        .any(|&w| w == 0 || w > raw.limits.max_width)
-    {
-        errs.push("limits.allowed_widths: every width must be 1..=limits.max_width".into());
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let limits = LimitsConfig {
-        max_source_bytes: l.max_source_bytes.0,
-        max_source_pixels: l.max_source_pixels,
-        max_width: l.max_width,
-        max_height: l.max_height,
-        max_upload_bytes: l.max_upload_bytes.0,
-        allowed_widths,
-        transform_concurrency: if l.transform_concurrency == 0 {
-            cores
-        } else {
-            l.transform_concurrency
-        },
-        transform_queue: l.transform_queue,
-        max_output_pixels: l.max_output_pixels,
-        max_avif_output_pixels: l.max_avif_output_pixels,
-    };
+    let limits = delivery::validate_limits(&raw.limits, &mut errs);
 
-    let f = &raw.format;
-    let default = match f.default.as_str() {
-        "source" => DefaultFormat::Source,
-        "auto" => DefaultFormat::Auto,
-        other => match OutputFormat::from_name_or_alias(other) {
-            Some(fm) => DefaultFormat::Fixed(fm),
-            None => {
-                errs.push(format!(
-                    "format.default: `{other}` is not one of source, auto, jpeg, png, webp, avif"
-                ));
-                DefaultFormat::Source
-            }
-        },
-    };
-    for (key, q) in [
-        ("format.jpeg_quality", f.jpeg_quality),
-        ("format.webp_quality", f.webp_quality),
-        ("format.avif_quality", f.avif_quality),
-    ] {
-        if !(1..=100).contains(&q) {
-            errs.push(format!("{key}: must be 1..=100"));
-        }
-    }
-    if !(1..=10).contains(&f.avif_speed) {
-        errs.push("format.avif_speed: must be 1..=10".into());
-    }
-    if default == DefaultFormat::Fixed(OutputFormat::Avif) && !f.avif {
-        errs.push("format.default: `avif` while format.avif = false".into());
-    }
-    let format = FormatConfig {
-        default,
-        avif: f.avif,
-        jpeg_quality: f.jpeg_quality,
-        webp_quality: f.webp_quality,
-        avif_quality: f.avif_quality,
-        avif_speed: f.avif_speed,
-    };
+    let format = delivery::validate_format(&raw.format, &mut errs);
 
-    let cc = &raw.cache_control;
-    for (key, v) in [
-        ("cache_control.public", &cc.public),
-        ("cache_control.private", &cc.private),
-        ("cache_control.not_found", &cc.not_found),
-    ] {
-        if axum::http::HeaderValue::from_str(v).is_err() {
-            errs.push(format!("{key}: not a valid header value"));
-        }
-    }
-    let cache_control = CacheControlConfig {
-        public: cc.public.clone(),
-        private: cc.private.clone(),
-        not_found: cc.not_found.clone(),
-        share_max_age: cc.share_max_age,
-    };
+    let cache_control = delivery::validate_cache_control(&raw.cache_control, &mut errs);
 
-    let a = &raw.access;
-    let other = match a.other.as_str() {
-        "none" => OtherAccess::None,
-        "authenticated" => OtherAccess::Authenticated,
-        "public" => OtherAccess::Public,
-        o => {
-            errs.push(format!(
-                "access.other: `{o}` is not `none`, `authenticated` or `public`"
-            ));
-            OtherAccess::None
-        }
-    };
-    for (key, p) in [
-        ("access.public_prefix", &a.public_prefix),
-        ("access.protected_prefix", &a.protected_prefix),
-        ("access.private_prefix", &a.private_prefix),
-    ] {
-        if p.is_empty() || !p.ends_with('/') || p.starts_with('/') {
-            errs.push(format!("{key}: must be a non-empty prefix ending in `/`"));
-        }
-    }
-    errs.extend(auth::overlapping_prefixes(a));
-    let access = AccessConfig {
-        public_prefix: a.public_prefix.clone(),
-        protected_prefix: a.protected_prefix.clone(),
-        private_prefix: a.private_prefix.clone(),
-        other,
-    };
-
+    let access = auth::validate_access(&raw.access, &mut errs);
     let auth = auth::validate_auth(&raw, &mut errs);
-    let rl = &raw.rate_limit;
-    if rl.enabled && (rl.misses_per_s <= 0.0 || rl.writes_per_s <= 0.0 || rl.burst == 0) {
-        errs.push(
-            "rate_limit: misses_per_s, writes_per_s and burst must be positive when enabled".into(),
-        );
-    }
-    if !(1..=128).contains(&rl.ipv6_prefix) {
-        errs.push("rate_limit.ipv6_prefix: must be 1..=128".into());
-    }
-    let rate_limit = RateLimitConfig {
-        enabled: rl.enabled,
-        misses_per_s: rl.misses_per_s,
-        writes_per_s: rl.writes_per_s,
-        burst: rl.burst,
-        ipv6_prefix: rl.ipv6_prefix,
-    };
+    let rate_limit = auth::validate_rate_limit(&raw.rate_limit, &mut errs);
     if raw.shares.max_ttl_s == 0 {
         errs.push("shares.max_ttl_s: must be at least 1".into());
     }
 
-    let mut watermarks = BTreeMap::new();
-    for (name, w) in &raw.watermarks {
-        let key = format!("watermarks.{name}");
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            errs.push(format!(
-                "{key}: names use letters, digits, `-` and `_` only"
-            ));
-        }
-        let position = Gravity::from_name(&w.position).unwrap_or_else(|| {
-            errs.push(format!(
-                "{key}.position: `{}` is not a gravity (center, n, s, e, w, ne, nw, se, sw)",
-                w.position
-            ));
-            Gravity::SouthEast
-        });
-        if !(0.0..=1.0).contains(&w.opacity) {
-            errs.push(format!("{key}.opacity: must be 0..=1"));
-        }
-        if !(w.scale > 0.0 && w.scale <= 1.0) {
-            errs.push(format!("{key}.scale: must be in (0, 1]"));
-        }
-        watermarks.insert(
-            name.clone(),
-            WatermarkConfig {
-                file: PathBuf::from(&w.file),
-                position,
-                opacity: w.opacity,
-                scale: w.scale,
-            },
-        );
-    }
+    let watermarks = delivery::validate_watermarks(&raw.watermarks, &mut errs);
 
     if !errs.is_empty() {
         return Err(ConfigError(errs));
