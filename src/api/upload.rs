@@ -103,6 +103,18 @@ impl HttpBody for MultipartGuard {
     }
 }
 
+/// A declared body up to this size is read and dropped before the 413 is sent: a client
+/// still sending it would otherwise see the connection reset (the kernel answers unread
+/// data with RST) instead of the answer. Larger ones are refused at once.
+const DRAIN_BEFORE_413: u64 = 1 << 20;
+
+/// Reads and drops what the client sends, for at most two seconds.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt as _;
+    let read_all = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read_all).await;
+}
+
 /// The image bytes of an upload request, refused with 413 as soon as they pass `cap`.
 pub(super) async fn read_upload(req: Request, cap: u64) -> Result<UploadBody, Error> {
     let ct = req
@@ -124,6 +136,9 @@ pub(super) async fn read_upload(req: Request, cap: u64) -> Result<UploadBody, Er
         .and_then(|v| v.parse::<u64>().ok())
         && len > total_cap
     {
+        if len <= DRAIN_BEFORE_413 {
+            drain(req.into_body()).await;
+        }
         return Err(too_large(cap));
     }
     if ct.starts_with("image/") {
