@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use imgorigin::cache::Decoded;
-use imgorigin::params::{OutputFormat, Transform};
+use imgorigin::media::OutputFormat;
+use imgorigin::params::Transform;
 use imgorigin::pipeline::bench::{self, Pixels};
 use imgorigin::pipeline::{RenderOptions, render, render_with};
 

@@ -3,8 +3,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use imgorigin::config::Config;
+use imgorigin::media::SourceFormat;
 use imgorigin::params::{self, SourceTraits};
-use imgorigin::pipeline::SourceFormat;
 use std::hint::black_box;
 
 fn canonical_key(c: &mut Criterion) {

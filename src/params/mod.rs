@@ -8,7 +8,7 @@ mod types;
 pub use error::ParamsError;
 pub use types::*;
 
-use crate::media::SourceFormat;
+use crate::media::{OutputFormat, SourceFormat};
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;

@@ -1,7 +1,7 @@
 //! The typed, canonical transform. Everything downstream (cache key, pipeline) sees only
 //! these values, never the raw query string.
 
-pub use crate::media::OutputFormat;
+use crate::media::OutputFormat;
 
 /// How the output box is filled (sharp's `fit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

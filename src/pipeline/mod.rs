@@ -40,7 +40,7 @@ mod watermark;
 #[cfg(test)]
 mod tests;
 
-pub use crate::media::SourceFormat;
+use crate::media::SourceFormat;
 pub use watermark::Watermark;
 
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! Table tests of the render plan: each rule in small cases.
 
 use super::*;
-use crate::params::{CropRect, Fit, OutputFormat};
+use crate::media::OutputFormat;
+use crate::params::{CropRect, Fit};
 
 fn opts() -> RenderOptions<'static> {
     RenderOptions {

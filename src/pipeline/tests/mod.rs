@@ -9,7 +9,8 @@ use image::codecs::webp::WebPEncoder;
 use image::{DynamicImage, Frame, ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage};
 
 use super::*;
-use crate::params::{CropRect, Fit, Gravity, OutputFormat, Transform};
+use crate::media::OutputFormat;
+use crate::params::{CropRect, Fit, Gravity, Transform};
 
 mod decoders;
 mod effects;
