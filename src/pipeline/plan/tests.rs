@@ -4,16 +4,7 @@ use super::*;
 use crate::media::OutputFormat;
 use crate::params::{CropRect, Fit};
 
-fn opts() -> RenderOptions<'static> {
-    RenderOptions {
-        max_output: (8192, 8192),
-        max_source_pixels: 50_000_000,
-        max_output_pixels: 40_000_000,
-        max_avif_output_pixels: 8_388_608,
-        avif_speed: 10,
-        watermark: None,
-    }
-}
+use crate::pipeline::tests::opts;
 
 fn jpeg(stored: (u32, u32), exif: u8) -> Facts {
     Facts {

@@ -111,7 +111,8 @@ fn encode_as(img: &DynamicImage, f: SourceFormat) -> Vec<u8> {
     }
 }
 
-fn opts() -> RenderOptions<'static> {
+/// Render options of the pipeline's unit tests (plan tests use them too).
+pub(super) fn opts() -> RenderOptions<'static> {
     RenderOptions {
         max_output: (8192, 8192),
         max_source_pixels: 50_000_000,
