@@ -526,3 +526,51 @@ pub fn captured_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
     })
     .clone()
 }
+
+/// A Python with the independent decoders (Pillow, pillow-heif, blurhash) that
+/// scripts/test installs (`ensure_test_venv`). Fixtures are made and outputs read back by
+/// tools that are not ours. `IMGORIGIN_TEST_PYTHON` names it; the default is the venv that
+/// scripts/test makes under the build cache.
+pub fn independent_python() -> std::process::Command {
+    let python = std::env::var_os("IMGORIGIN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME");
+            PathBuf::from(home).join(".cache/imgorigin/venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/test once (it installs Pillow, pillow-heif, blurhash) or set IMGORIGIN_TEST_PYTHON",
+        python.display()
+    );
+    std::process::Command::new(python)
+}
+
+/// Runs `script` with the independent Python, `input` on stdin; returns stdout. Panics with
+/// the script's stderr when it fails.
+pub fn run_python(script: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = independent_python()
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input)
+        .expect("write to python");
+    let out = child.wait_with_output().expect("python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
