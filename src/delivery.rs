@@ -290,7 +290,7 @@ fn render_limits(state: &AppState) -> RenderOptions<'static> {
         max_source_pixels: l.max_source_pixels,
         max_output_pixels: l.max_output_pixels,
         max_avif_output_pixels: l.max_avif_output_pixels,
-        avif_speed: state.config.format.avif_speed,
+        avif: state.config.format.avif_settings,
         watermark: None,
     }
 }

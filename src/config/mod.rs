@@ -14,6 +14,7 @@ mod tests;
 
 use crate::media::OutputFormat;
 use crate::params::{FormatChoice, Gravity, ParseSettings};
+use crate::pipeline::{AvifEncoder, AvifSettings};
 use raw::RawConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -107,7 +108,7 @@ pub struct FormatConfig {
     pub jpeg_quality: u8,
     pub webp_quality: u8,
     pub avif_quality: u8,
-    pub avif_speed: u8,
+    pub avif_settings: AvifSettings,
 }
 
 #[derive(Debug, Clone)]

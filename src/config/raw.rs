@@ -256,7 +256,9 @@ pub struct Format {
     pub jpeg_quality: u8,
     pub webp_quality: u8,
     pub avif_quality: u8,
-    pub avif_speed: u8,
+    pub avif_encoder: String,
+    /// Unset: the encoder's default speed.
+    pub avif_speed: Option<u8>,
 }
 
 impl Default for Format {
@@ -267,7 +269,8 @@ impl Default for Format {
             jpeg_quality: 80,
             webp_quality: 80,
             avif_quality: 60,
-            avif_speed: 9,
+            avif_encoder: "aom".into(),
+            avif_speed: None,
         }
     }
 }

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod delivery;
 mod golden;
+mod heif;
 mod http;
 mod layers;
 mod limits;
