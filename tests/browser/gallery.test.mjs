@@ -290,6 +290,54 @@ test('the gallery journeys', { timeout: 240_000 }, async (t) => {
     await page.bringToFront();
   });
 
+  await t.test('placeholders from the facts: BlurHash on a canvas, dominant colour behind', async () => {
+    // The classic example hash; its DC term (characters 2..6, base 83) is the mean colour.
+    const hash = 'LEHV6nWB2yk8pyo0adR*.7kCMdnj';
+    const digits = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~';
+    const dc = [...hash.slice(2, 6)].reduce((v, c) => v * 83 + digits.indexOf(c), 0);
+    const mean = [dc >> 16, (dc >> 8) & 255, dc & 255];
+    const got = await page.evaluate(async (h) => {
+      const m = await import('/_gallery/js/images.js');
+      const box = document.createElement('span');
+      m.placeholder(box, { blurhash: h, dominant_color: '#336699', width: 300, height: 200 });
+      const c = box.querySelector('canvas.ph');
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const sum = [0, 0, 0];
+      for (let i = 0; i < px.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += px[i + k];
+      const n = px.length / 4;
+      return { w: c.width, h: c.height, mean: sum.map((v) => Math.round(v / n)), bg: box.style.backgroundColor };
+    }, hash);
+    assert.deepEqual([got.w, got.h], [32, 21], 'the aspect ratio of the record');
+    assert.ok(near(got.mean, mean, 12), `mean ${got.mean} ≈ DC ${mean}`);
+    assert.equal(got.bg, 'rgb(51, 102, 153)');
+  });
+
+  await t.test('more on scroll: the next page by the API cursor', async () => {
+    const token = server.token('alice');
+    const bytes = await readFile(fixture('poster.png'));
+    for (let i = 0; i < 32; i++) {
+      const r = await fetch(`${server.url}/api/v1/images?level=public&filename=tile-${i}.png`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'image/png' },
+        body: bytes,
+      });
+      assert.equal(r.status, 201);
+    }
+    const { page: guest, context, requests: seen } = await newPage(browser, watch);
+    await guest.goto(server.url);
+    const lists = () => seen.filter((r) => r.url.includes('/api/v1/images?'));
+    // 33 public photos: a first page of 30; the end of the list is far below the fold.
+    await until(guest, () => document.querySelectorAll('#grid li').length === 30);
+    assert.equal(lists().length, 1);
+    assert.ok(!lists()[0].url.includes('cursor='));
+    await guest.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await until(guest, () => document.querySelectorAll('#grid li').length === 33);
+    assert.equal(lists().length, 2);
+    assert.match(lists()[1].url, /[?&]cursor=[\w-]+/);
+    await context.close();
+    await page.bringToFront();
+  });
+
   await t.test('1280 px with the detail open', async () => {
     await page.click(byAlt('poster.png'));
     await detailShown(page);
