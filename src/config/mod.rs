@@ -24,7 +24,7 @@ use std::time::Duration;
 // Each module owns the validated form of its settings; `Config` composes them.
 pub use crate::auth::access::{AccessConfig, OtherAccess};
 pub use crate::auth::ratelimit::RateLimitConfig;
-pub use crate::auth::settings::{AuthConfig, CognitoConfig, LocalAuthConfig};
+pub use crate::auth::settings::{AuthConfig, CognitoConfig, HostedUi, LocalAuthConfig};
 pub use crate::storage::StorageConfig;
 pub use crate::storage::s3::{S3Config, S3StaticCredentials};
 pub use crate::telemetry::{LogConfig, LogFormat};
@@ -47,6 +47,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub shares_max_ttl_s: u64,
     pub watermarks: BTreeMap<String, WatermarkConfig>,
+    /// `[gallery] enabled`: `GET /` serves the web gallery (SPEC §15).
+    pub gallery_enabled: bool,
     /// Accepted but risky combinations, each naming its keys; logged at start-up and
     /// printed by `check-config`.
     pub warnings: Vec<String>,
@@ -332,6 +334,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limit,
         shares_max_ttl_s: raw.shares.max_ttl_s,
         watermarks,
+        gallery_enabled: raw.gallery.enabled,
         warnings,
     })
 }

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod delivery;
+mod gallery;
 mod golden;
 mod heif;
 mod http;
