@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod error;
 pub mod gallery;
 pub mod headers;
+pub mod isobmff;
 pub mod library;
 pub mod media;
 pub mod metadata;
