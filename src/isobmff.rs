@@ -161,6 +161,25 @@ impl<'a> Meta<'a> {
             .map(|(_, from, _)| *from)
     }
 
+    /// Where each extent of an item is in the file (inside `idat` for construction method
+    /// 1); `None` for other methods, an extent "to the end", or one past the end.
+    pub fn item_ranges(&self, input: &'a [u8], item: u32) -> Option<Vec<std::ops::Range<usize>>> {
+        let loc = self.locations.iter().find(|l| l.item == item)?;
+        let (source, at) = match loc.method {
+            0 => (input, 0),
+            1 => (self.idat?, offset_in(input, self.idat?)?),
+            _ => return None,
+        };
+        loc.extents
+            .iter()
+            .map(|&(offset, len)| {
+                let start = usize::try_from(loc.base.checked_add(offset)?).ok()?;
+                let end = start.checked_add(usize::try_from(len).ok()?)?;
+                (len > 0 && end <= source.len()).then(|| at + start..at + end)
+            })
+            .collect()
+    }
+
     /// The bytes of an item stored in one extent (grid descriptors, Exif blocks).
     pub fn item_data(&self, input: &'a [u8], item: u32) -> Option<&'a [u8]> {
         let loc = self.locations.iter().find(|l| l.item == item)?;
