@@ -144,6 +144,8 @@ fn render_benches(c: &mut Criterion) {
         max_source_pixels: 100_000_000,
         max_output_pixels: 40_000_000,
         max_avif_output_pixels: 8_388_608,
+        max_animation_frames: 300,
+        max_animation_pixels: 400_000_000,
         avif_speed: AVIF_SPEED,
         watermark: None,
     };

@@ -39,6 +39,7 @@ pub(crate) fn encode(
         OutputFormat::Png => png(bytes, w, h, alpha),
         OutputFormat::Webp => webp(bytes, w, h, alpha, quality),
         OutputFormat::Avif => avif(bytes, w, h, alpha, quality, avif_speed),
+        OutputFormat::Gif => super::animation::gif_still(bytes, w, h, alpha),
     }
 }
 

@@ -12,6 +12,7 @@ use super::*;
 use crate::media::OutputFormat;
 use crate::params::{CropRect, Fit, Gravity, Transform};
 
+mod animation;
 mod decoders;
 mod effects;
 mod formats;
@@ -118,6 +119,8 @@ pub(super) fn opts() -> RenderOptions<'static> {
         max_source_pixels: 50_000_000,
         max_output_pixels: 40_000_000,
         max_avif_output_pixels: 8_388_608,
+        max_animation_frames: 300,
+        max_animation_pixels: 200_000_000,
         avif_speed: 10,
         watermark: None,
     }
