@@ -5,8 +5,11 @@
 //! Bounded before any frame is decoded: the frame count and frames × canvas pixels from
 //! the header (`max_animation_frames`, `max_animation_pixels`), and frames × output pixels
 //! against `max_output_pixels`, since every output frame is held until the WebP encoder
-//! runs. Frames are decoded one at a time (composited onto the canvas by the `image`
-//! crate), so only one canvas exists at once; the decoded-originals tier is not used.
+//! runs. Frames are decoded one at a time and composited onto the canvas (GIF by the
+//! `image` crate, WebP by `webp_frames`), so only one canvas exists at once; the
+//! decoded-originals tier is not used.
+
+mod webp_frames;
 
 use std::borrow::Cow;
 use std::io::Cursor;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 
 use image::metadata::Orientation;
 use image::{AnimationDecoder, DynamicImage, ImageDecoder, RgbaImage};
+use webp_frames::WebpFrames;
 
 use super::decode::{self, map_image_error};
 use super::detect::{Header, MAX_ICC_BYTES, corrupt};
@@ -98,7 +102,7 @@ pub(super) fn render(
 ) -> Result<Rendered, PipelineError> {
     let max_pixels = opts.max_source_pixels;
     let Opened {
-        frames,
+        mut frames,
         icc,
         orientation,
     } = open(input, header, max_pixels)?;
@@ -106,16 +110,14 @@ pub(super) fn render(
     check_output(&plan, header.frames, t, opts)?;
     let mut sink = Sink::new(t, plan.output, header.plays)?;
     let mut count = 0u32;
-    for frame in frames {
+    while let Some(frame) = frames.next(header, max_pixels) {
         count += 1;
         // Our header walk decided the limits; refuse if the decoder finds more frames.
         if count > header.frames {
             return Err(corrupt(header.format));
         }
-        let frame = frame.map_err(|e| map_image_error(e, header, max_pixels))?;
-        let (num, den) = frame.delay().numer_denom_ms();
-        let delay_ms = num.checked_div(den).unwrap_or(0);
-        let mut image = DynamicImage::ImageRgba8(frame.into_buffer());
+        let (canvas, delay_ms) = frame?;
+        let mut image = DynamicImage::ImageRgba8(canvas);
         if let Some(icc) = &icc {
             color::to_srgb(&mut image, icc);
         }
@@ -143,8 +145,7 @@ pub(super) fn render(
 
 /// An animation ready to decode.
 struct Opened<'a> {
-    /// Composited frames, canvas-sized RGBA, decoded one at a time.
-    frames: image::Frames<'a>,
+    frames: Frames<'a>,
     /// At most `MAX_ICC_BYTES`.
     icc: Option<Cow<'a, [u8]>>,
     orientation: Orientation,
@@ -167,18 +168,16 @@ fn open<'a>(
                 .flatten()
                 .filter(|p| p.len() <= MAX_ICC_BYTES);
             Ok(Opened {
-                frames: dec.into_frames(),
+                frames: Frames::Gif(dec.into_frames()),
                 icc: icc.map(Cow::Owned),
                 orientation: Orientation::NoTransforms,
             })
         }
         SourceFormat::Webp => {
-            let mut dec = image::codecs::webp::WebPDecoder::new(Cursor::new(input)).map_err(err)?;
-            dec.set_limits(limits).map_err(err)?;
             // Metadata from our own capped chunk walk, as for still WebP.
             let (icc, orientation) = decode::webp_metadata(input);
             Ok(Opened {
-                frames: dec.into_frames(),
+                frames: Frames::Webp(WebpFrames::new(input, header.width, header.height)),
                 icc,
                 orientation,
             })
@@ -187,6 +186,29 @@ fn open<'a>(
             "animated {} is not supported",
             header.format.name()
         ))),
+    }
+}
+
+/// Composited frames, canvas-sized RGBA, decoded one at a time, with their durations (ms).
+enum Frames<'a> {
+    Gif(image::Frames<'a>),
+    Webp(WebpFrames<'a>),
+}
+
+impl Frames<'_> {
+    fn next(
+        &mut self,
+        header: &Header<'_>,
+        max_pixels: u64,
+    ) -> Option<Result<(RgbaImage, u32), PipelineError>> {
+        match self {
+            Frames::Gif(frames) => frames.next().map(|frame| {
+                let frame = frame.map_err(|e| map_image_error(e, header, max_pixels))?;
+                let (num, den) = frame.delay().numer_denom_ms();
+                Ok((frame.into_buffer(), num.checked_div(den).unwrap_or(0)))
+            }),
+            Frames::Webp(frames) => frames.next(),
+        }
     }
 }
 

@@ -323,7 +323,7 @@ fn webp_header(input: &[u8]) -> Option<Header<'_>> {
 }
 
 /// RIFF chunks of a WebP as `(fourcc, payload)`, stopping at the first truncated one.
-fn webp_chunks(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub(crate) fn webp_chunks(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     let mut pos = 12usize;
     std::iter::from_fn(move || {
         let kind = input.get(pos..pos + 4)?;

@@ -6,20 +6,32 @@ use crate::support::*;
 
 /// Writes an animation of 80x60 frames to stdout: frame i has its left half in
 /// COLOURS[i] and its right half white. argv: format (GIF/WEBP), durations (ms, comma
-/// separated), loop ("none" = no loop entry).
+/// separated), loop ("none" = no loop entry), and optionally "alpha": the colour on the
+/// left in even frames and on the right in odd ones, the other half transparent, and a
+/// half-transparent grey strip at the top (without partial alpha libwebp's encoder marks
+/// the file opaque, leaving transparency to frame disposal, and Pillow then reads black).
 const MAKE: &str = r#"
 import io, sys
 from PIL import Image
 fmt, durations, loop = sys.argv[1], [int(d) for d in sys.argv[2].split(",")], sys.argv[3]
+alpha = sys.argv[4:] == ["alpha"]
 colours = [(230, 20, 20), (20, 200, 20), (20, 20, 230), (240, 240, 20)]
 frames = []
 for i in range(len(durations)):
-    im = Image.new("RGB", (80, 60), (255, 255, 255))
-    im.paste(colours[i % 4], (0, 0, 40, 60))
+    if alpha:
+        im = Image.new("RGBA", (80, 60), (0, 0, 0, 0))
+        x = 0 if i % 2 == 0 else 40
+        im.paste(colours[i % 4] + (255,), (x, 0, x + 40, 60))
+        im.paste((128, 128, 128, 128), (0, 0, 80, 8))
+    else:
+        im = Image.new("RGB", (80, 60), (255, 255, 255))
+        im.paste(colours[i % 4], (0, 0, 40, 60))
     frames.append(im)
 extra = {} if loop == "none" else {"loop": int(loop)}
 if fmt == "WEBP":
-    extra["lossless"] = True
+    extra["lossless"] = not alpha
+if fmt == "GIF" and alpha:
+    extra["disposal"] = 2
 out = io.BytesIO()
 frames[0].save(out, fmt, save_all=True, append_images=frames[1:], duration=durations, **extra)
 sys.stdout.buffer.write(out.getvalue())
@@ -37,7 +49,9 @@ for i in range(getattr(im, "n_frames", 1)):
     im.seek(i)
     im.load()
     rgb = im.convert("RGB")
+    rgba = im.convert("RGBA")
     frames.append({
+        "alpha": [rgba.getpixel((w // 4, h // 2))[3], rgba.getpixel((3 * w // 4, h // 2))[3]],
         "duration": im.info.get("duration"),
         "left": list(rgb.getpixel((w // 4, h // 2))),
         "right": list(rgb.getpixel((3 * w // 4, h // 2))),
@@ -55,6 +69,12 @@ fn make(format: &str, durations: &[u64], looping: Option<u32>) -> Vec<u8> {
     run_python(MAKE, &[format, &d.join(","), &looping], b"")
 }
 
+/// The "alpha" variant of [`MAKE`], looping forever.
+fn make_transparent(format: &str, durations: &[u64]) -> Vec<u8> {
+    let d: Vec<String> = durations.iter().map(u64::to_string).collect();
+    run_python(MAKE, &[format, &d.join(","), "0", "alpha"], b"")
+}
+
 #[derive(Debug)]
 struct Anim {
     format: String,
@@ -62,6 +82,8 @@ struct Anim {
     /// Pillow's `loop`: the GIF NETSCAPE repeat count / the WebP ANIM loop count.
     looping: Option<u64>,
     durations: Vec<u64>,
+    /// Alpha at the middle of the left and the right half.
+    alpha: Vec<[u8; 2]>,
     /// Colour classes of the left half, the right half and near the bottom-right corner.
     left: Vec<Option<C>>,
     right: Vec<Option<C>>,
@@ -91,6 +113,13 @@ fn read(bytes: &[u8]) -> Anim {
         durations: frames
             .iter()
             .map(|f| f["duration"].as_u64().unwrap_or(0))
+            .collect(),
+        alpha: frames
+            .iter()
+            .map(|f| {
+                let a = |i: usize| f["alpha"][i].as_u64().unwrap() as u8;
+                [a(0), a(1)]
+            })
             .collect(),
         left: frames.iter().map(|f| colour(f, "left")).collect(),
         right: frames.iter().map(|f| colour(f, "right")).collect(),
@@ -281,6 +310,36 @@ async fn webp_from_gif2webp_is_composited() {
     assert_eq!(a.durations, DURATIONS);
     assert_eq!(a.left, colours(4));
     assert_eq!(a.right, all(4, C::White));
+}
+
+/// Transparent areas stay transparent and never show the previous frame (Pillow writes
+/// the WebP with libwebp's encoder: sub-rectangles with "dispose to background").
+#[tokio::test]
+async fn transparent_frames_do_not_show_the_previous_frame() {
+    let gif = make_transparent("GIF", &DURATIONS);
+    let webp = make_transparent("WEBP", &DURATIONS);
+    let expected_alpha: Vec<[u8; 2]> = (0..4)
+        .map(|i| if i % 2 == 0 { [255, 0] } else { [0, 255] })
+        .collect();
+    for src in [&gif, &webp] {
+        assert_eq!(read(src).alpha, expected_alpha);
+    }
+    let s = server_with(&[("t.gif", gif), ("t.webp", webp)], "").await;
+    for (path, ct) in [
+        ("/public/t.gif?w=40&fm=webp", "image/webp"),
+        ("/public/t.gif?w=40&fm=gif", "image/gif"),
+        ("/public/t.webp?w=40&fm=webp", "image/webp"),
+        ("/public/t.webp?w=40&fm=gif", "image/gif"),
+    ] {
+        let a = get_anim(&s, path, "*/*", ct).await;
+        assert_eq!(a.alpha, expected_alpha, "{path}");
+        assert_eq!(a.durations, DURATIONS, "{path}");
+        // The opaque half of each frame has that frame's colour.
+        let opaque: Vec<Option<C>> = (0..4)
+            .map(|i| if i % 2 == 0 { a.left[i] } else { a.right[i] })
+            .collect();
+        assert_eq!(opaque, colours(4), "{path}");
+    }
 }
 
 /// A GIF of `n` 1x1 frames (a few bytes each), black and white by turns, on a `w`x`h`

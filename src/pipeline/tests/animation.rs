@@ -2,7 +2,6 @@
 //! Pillow; these use the `image` crate's decoders).
 
 use image::codecs::gif::{GifDecoder, Repeat};
-use image::codecs::webp::WebPDecoder;
 use image::{AnimationDecoder, Delay};
 use std::io::Cursor;
 
@@ -29,27 +28,39 @@ fn solid(w: u32, h: u32, c: [u8; 3]) -> RgbaImage {
     RgbaImage::from_pixel(w, h, Rgba([c[0], c[1], c[2], 255]))
 }
 
-/// Frames of an output as (RGBA, delay in ms).
+/// Frames of an output as (RGBA, delay in ms): GIF through the `image` crate, WebP through
+/// libwebp's `WebPAnimDecoder` (the reference compositor).
 fn frames_of(out: &Rendered) -> Vec<(RgbaImage, u32)> {
-    let frames = match out.format {
+    match out.format {
         OutputFormat::Gif => GifDecoder::new(Cursor::new(&out.bytes))
             .expect("gif")
             .into_frames()
-            .collect_frames(),
-        OutputFormat::Webp => WebPDecoder::new(Cursor::new(&out.bytes))
-            .expect("webp")
-            .into_frames()
-            .collect_frames(),
+            .collect_frames()
+            .expect("frames")
+            .into_iter()
+            .map(|f| {
+                let (n, d) = f.delay().numer_denom_ms();
+                (f.into_buffer(), n / d)
+            })
+            .collect(),
+        OutputFormat::Webp => {
+            let anim = webp::AnimDecoder::new(&out.bytes).decode().expect("webp");
+            let mut end = 0;
+            (0..anim.len())
+                .map(|i| {
+                    let f = anim.get_frame(i).expect("frame");
+                    assert_eq!(f.get_layout(), webp::PixelLayout::Rgba);
+                    let img = RgbaImage::from_raw(f.width(), f.height(), f.get_image().to_vec())
+                        .expect("rgba");
+                    // libwebp reports when each frame ends.
+                    let delay = (f.get_time_ms() - end) as u32;
+                    end = f.get_time_ms();
+                    (img, delay)
+                })
+                .collect()
+        }
         other => panic!("{other:?} has no frames"),
     }
-    .expect("frames");
-    frames
-        .into_iter()
-        .map(|f| {
-            let (n, d) = f.delay().numer_denom_ms();
-            (f.into_buffer(), n / d)
-        })
-        .collect()
 }
 
 fn class_at(img: &RgbaImage, x: u32, y: u32) -> usize {
@@ -257,4 +268,58 @@ fn still_sources_encode_as_gif() {
     let img = image::load_from_memory(&out.bytes).expect("gif").to_rgb8();
     assert_eq!(img.dimensions(), (32, 24));
     assert_eq!(sample_quadrants(&img), [0, 1, 2, 3]);
+}
+
+#[test]
+fn transparent_pixels_do_not_show_the_previous_frame() {
+    // A WebP (libwebp's encoder) whose frames are half transparent on alternate sides, and
+    // transparent in their first and last columns, so libwebp keeps an alpha channel (else
+    // it relies on disposal alone and marks the file opaque).
+    let half = |left: bool, c: [u8; 3]| {
+        RgbaImage::from_fn(16, 8, |x, _| {
+            if (x < 8) == left && x != 0 && x != 15 {
+                Rgba([c[0], c[1], c[2], 255])
+            } else {
+                Rgba([0, 0, 0, 0])
+            }
+        })
+    };
+    let frames = [half(true, RED), half(false, GREEN), half(true, BLUE)];
+    let config = webp::WebPConfig::new().expect("config");
+    let mut enc = webp::AnimEncoder::new(16, 8, &config);
+    for (i, f) in frames.iter().enumerate() {
+        enc.add_frame(webp::AnimFrame::from_rgba(
+            f.as_raw(),
+            16,
+            8,
+            i as i32 * 100,
+        ));
+    }
+    let src = enc.try_encode().expect("animated webp").to_vec();
+    for fm in [OutputFormat::Gif, OutputFormat::Webp] {
+        let got =
+            frames_of(&render(&src, &Transform::for_format(fm, 90), &opts()).expect("render"));
+        assert_eq!(got.len(), 3, "{fm:?}");
+        for (i, (img, _)) in got.iter().enumerate() {
+            let (opaque, clear) = if i % 2 == 0 { (2, 13) } else { (13, 2) };
+            assert_eq!(img.get_pixel(clear, 4).0[3], 0, "{fm:?} frame {i}");
+            assert_eq!(img.get_pixel(opaque, 4).0[3], 255, "{fm:?} frame {i}");
+            assert_eq!(class_at(img, opaque, 4), [0, 1, 2][i], "{fm:?} frame {i}");
+        }
+    }
+}
+
+#[test]
+fn identical_frames_are_merged_by_libwebp() {
+    // libwebp stores a run of identical frames once, with their durations added.
+    let frames = [solid(8, 8, RED), solid(8, 8, RED), solid(8, 8, GREEN)];
+    let gif = gif_anim(&frames, &[100, 100, 300], None);
+    let t = Transform::for_format(OutputFormat::Webp, 80);
+    let got = frames_of(&render(&gif, &t, &opts()).expect("webp"));
+    let delays: Vec<u32> = got.iter().map(|f| f.1).collect();
+    assert_eq!(delays, [200, 300]);
+    // All frames identical: a still WebP.
+    let gif = gif_anim(&frames[..2], &[100, 100], None);
+    let out = render(&gif, &t, &opts()).expect("webp");
+    assert_eq!(detect::read_header(&out.bytes).expect("header").frames, 1);
 }
