@@ -15,12 +15,20 @@ use imgorigin::cache::Decoded;
 use imgorigin::media::OutputFormat;
 use imgorigin::params::Transform;
 use imgorigin::pipeline::bench::{self, Pixels};
-use imgorigin::pipeline::{RenderOptions, render, render_with};
+use imgorigin::pipeline::{AvifEncoder, AvifSettings, RenderOptions, render, render_with};
 
 /// The AVIF speed we would default to for on-the-fly encoding: measured on a 400×300 photo,
 /// speed 9 takes about half the time of 8 for ~2% larger files; 10 is ~3× faster again
 /// but ~15% larger.
-const AVIF_SPEED: u8 = 9;
+/// The server's default AVIF encoder and speed.
+const AVIF: AvifSettings = AvifSettings {
+    encoder: AvifEncoder::Aom,
+    speed: 7,
+};
+const AVIF_RAV1E: AvifSettings = AvifSettings {
+    encoder: AvifEncoder::Rav1e,
+    speed: 9,
+};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
@@ -122,14 +130,15 @@ fn encode_benches(c: &mut Criterion) {
         .unwrap_or_else(|_| bench::synthetic(400, 300));
     let mut g = c.benchmark_group("encode");
     g.sample_size(10);
-    for (name, format, q) in [
-        ("jpeg-q80", OutputFormat::Jpeg, 80),
-        ("png", OutputFormat::Png, 0),
-        ("webp-q80", OutputFormat::Webp, 80),
-        ("avif-q60", OutputFormat::Avif, 60),
+    for (name, format, q, avif) in [
+        ("jpeg-q80", OutputFormat::Jpeg, 80, AVIF),
+        ("png", OutputFormat::Png, 0, AVIF),
+        ("webp-q80", OutputFormat::Webp, 80, AVIF),
+        ("avif-aom-q60", OutputFormat::Avif, 60, AVIF),
+        ("avif-rav1e-q60", OutputFormat::Avif, 60, AVIF_RAV1E),
     ] {
         g.bench_function(format!("{name}-{}x{}", img.width(), img.height()), |b| {
-            b.iter(|| bench::encode(black_box(&img), format, q, AVIF_SPEED).expect("encode"))
+            b.iter(|| bench::encode(black_box(&img), format, q, avif).expect("encode"))
         });
     }
     g.finish();
@@ -146,7 +155,7 @@ fn render_benches(c: &mut Criterion) {
         max_avif_output_pixels: 8_388_608,
         max_animation_frames: 300,
         max_animation_pixels: 400_000_000,
-        avif_speed: AVIF_SPEED,
+        avif: AVIF,
         watermark: None,
     };
     let mut g = c.benchmark_group("render");
@@ -206,7 +215,7 @@ fn animation_benches(c: &mut Criterion) {
         max_avif_output_pixels: 8_388_608,
         max_animation_frames: 300,
         max_animation_pixels: 400_000_000,
-        avif_speed: AVIF_SPEED,
+        avif: AVIF,
         watermark: None,
     };
     let gif = animated_gif();

@@ -3,7 +3,9 @@
 # pkg-config and libheif-dev link the system libheif (HEIC/HEIF/AVIF decode, AVIF encode
 # with libaom; Debian 12's libheif 1.15 comes with libde265, dav1d, libaom and x265).
 # Tests only: the openssl CLI signs test vectors independently of our code; heif-enc,
-# avifenc, img2webp, exiftool make and read fixtures with tools that are not ours.
+# avifenc, img2webp, exiftool make and read fixtures with tools that are not ours;
+# chromium runs the gallery's browser tests (scripts/browser-tests.sh; chromium-driver is
+# there for WebDriver clients too).
 
 apt_install_missing() {
   [ $# -eq 0 ] && return 0
@@ -30,7 +32,7 @@ ensure_build_tools() {
 ensure_test_tools() {
   ensure_build_tools
   # shellcheck disable=SC2046
-  apt_install_missing $(missing_packages openssl libheif-examples libavif-bin webp libimage-exiftool-perl python3-venv)
+  apt_install_missing $(missing_packages openssl libheif-examples libavif-bin webp libimage-exiftool-perl python3-venv chromium chromium-driver)
   ensure_test_venv
 }
 

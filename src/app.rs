@@ -127,7 +127,7 @@ async fn build_state(
             .map_err(|e| StartError(format!("watermarks.{name}.file: {e}")))?;
         watermarks.insert(name.clone(), Arc::new(wm));
     }
-    let auth = build_authenticator(&config)?;
+    let (auth, local_issuer) = build_authenticator(&config)?;
     let rate_limits = RateLimits::new(&config.rate_limit);
     let parse = config.parse_settings();
     let state = AppState {
@@ -152,6 +152,7 @@ async fn build_state(
         rate_limits,
         metadata,
         signer,
+        local_issuer,
         config,
     };
     let state = Arc::new(state);
@@ -178,8 +179,11 @@ where
     });
 }
 
-/// JWT verifiers (Cognito, local issuer) and the rest of the request authentication.
-fn build_authenticator(config: &Config) -> Result<Authenticator, StartError> {
+/// JWT verifiers (Cognito, local issuer) and the rest of the request authentication; the
+/// local issuer also mints the tokens of `POST /api/v1/session`.
+fn build_authenticator(
+    config: &Config,
+) -> Result<(Authenticator, Option<LocalIssuer>), StartError> {
     let a = &config.auth;
     let mut jwt = Vec::new();
     if let Some(c) = &a.cognito {
@@ -202,12 +206,16 @@ fn build_authenticator(config: &Config) -> Result<Authenticator, StartError> {
             },
         ));
     }
+    let mut local = None;
     if let Some(l) = &a.local {
         let issuer = LocalIssuer::load_or_create(&l.key_file, &l.issuer)
             .map_err(|e| StartError(format!("auth.local.key_file: {e}")))?;
         jwt.push(issuer.verifier());
+        local = Some(issuer);
+        // Made now, so the first sign-in with an unknown name is not slower than others.
+        let _ = crate::auth::password::dummy_hash();
     }
-    Ok(Authenticator::new(a, jwt))
+    Ok((Authenticator::new(a, jwt), local))
 }
 
 impl App {

@@ -293,7 +293,7 @@ fn render_limits(state: &AppState) -> RenderOptions<'static> {
         max_avif_output_pixels: l.max_avif_output_pixels,
         max_animation_frames: l.max_animation_frames,
         max_animation_pixels: l.max_animation_pixels,
-        avif_speed: state.config.format.avif_speed,
+        avif: state.config.format.avif_settings,
         watermark: None,
     }
 }

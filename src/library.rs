@@ -5,7 +5,9 @@
 
 use crate::cache::Caches;
 use crate::error::{Error, ErrorKind};
-use crate::metadata::{self, ImageRecord, MetadataStore, RecordState};
+use crate::metadata::{
+    self, ImageRecord, Level, MetaError, MetadataStore, RecordState, Reservation,
+};
 use crate::storage::Storage;
 use bytes::Bytes;
 
@@ -111,6 +113,75 @@ impl Library<'_> {
             tracing::error!(id = %rec.id, error = %e, "original deleted but its record is left hidden; the sweep removes it");
         }
         Ok(())
+    }
+
+    /// A level change (SPEC §6 PATCH `level`): the original is copied to `to_key`, the
+    /// record pointed there, then the old original deleted and its cached variants dropped;
+    /// the old key is 404 from then on. Both keys are first marked with spent, already
+    /// expired upload reservations, so if the process dies half-way the reservation sweep
+    /// deletes whichever object is left without a record (it never touches a recorded key).
+    /// Shares keep pointing at the old key and stop working.
+    pub async fn move_original(
+        &self,
+        rec: &ImageRecord,
+        to_key: &str,
+        level: Level,
+        max_bytes: u64,
+    ) -> Result<ImageRecord, Error> {
+        let now = metadata::now_micros();
+        for key in [to_key, rec.key.as_str()] {
+            let marker = Reservation {
+                key: key.to_string(),
+                identity: None,
+                created_at: now,
+                expires_at: now,
+                used_at: Some(now),
+            };
+            match self.metadata.reserve_upload(&marker).await {
+                // One there already (an earlier move) marks the key just as well.
+                Ok(()) | Err(MetaError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let original = self.storage.get(&rec.key, max_bytes).await?;
+        self.storage
+            .put(to_key, original.body, &rec.content_type)
+            .await?;
+        let moved = self
+            .metadata
+            .move_key(&rec.id, &rec.key, to_key, level, now.max(rec.updated_at))
+            .await;
+        match moved {
+            Ok(true) => {}
+            other => {
+                // Deleted or moved meanwhile: the copy goes, the record stays as it is.
+                if let Err(e) = self.storage.delete(to_key).await {
+                    tracing::warn!(id = %rec.id, error = %e, "move: copy not removed; the reservation sweep will");
+                }
+                return match other {
+                    Err(e) => Err(e.into()),
+                    _ => Err(Error::new(
+                        ErrorKind::Conflict,
+                        "the image was changed or deleted meanwhile; reload it",
+                    )),
+                };
+            }
+        }
+        let _ = self.metadata.delete_reservation(to_key).await;
+        match self.storage.delete(&rec.key).await {
+            Ok(()) => {
+                let _ = self.metadata.delete_reservation(&rec.key).await;
+            }
+            Err(e) => {
+                tracing::warn!(id = %rec.id, error = %e, "move: old original not deleted; the reservation sweep will")
+            }
+        }
+        self.caches.purge_key(&rec.key).await;
+        let mut out = rec.clone();
+        out.key = to_key.to_string();
+        out.level = level;
+        out.updated_at = now.max(rec.updated_at);
+        Ok(out)
     }
 
     /// Start-up sweep: records left `pending` (an upload that died between database and

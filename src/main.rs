@@ -51,6 +51,31 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         expires_in: u64,
     },
+    /// Local accounts for signing in to the gallery (`[auth.local]`), kept in the metadata
+    /// store (argon2id hashes).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account; the password is asked on the terminal (twice).
+    Add {
+        /// Lowercase letters, digits, `.`, `_`, `-`; the identity in keys (private/NAME/…).
+        name: String,
+        /// Read the password from the first line of standard input instead.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password for an account.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of standard input instead.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -130,6 +155,35 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::User { action } => {
+            let (name, from_stdin, replace) = match action {
+                UserCommand::Add {
+                    name,
+                    password_stdin,
+                } => (name, password_stdin, false),
+                UserCommand::Passwd {
+                    name,
+                    password_stdin,
+                } => (name, password_stdin, true),
+            };
+            match user_command(&config, &name, from_stdin, replace) {
+                Ok(()) => {
+                    println!(
+                        "{} `{name}`",
+                        if replace {
+                            "password changed for"
+                        } else {
+                            "added user"
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err((code, e)) => {
+                    eprintln!("{e}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Command::Serve => {
             fix_malloc_mmap_threshold();
             imgorigin::telemetry::init_logging(&config.log);
@@ -189,6 +243,57 @@ fn sign_url(
         )
     } else {
         signer.sign_canned(url, expires)
+    })
+}
+
+/// `user add|passwd`: the password from stdin or the terminal, then into the metadata
+/// store (migrations applied). Errors: 2 for usage and config, 1 for the store.
+fn user_command(
+    config: &imgorigin::config::Config,
+    name: &str,
+    from_stdin: bool,
+    replace: bool,
+) -> Result<(), (u8, String)> {
+    if config.auth.local.is_none() {
+        return Err((2, "[auth.local] is not configured (see config.toml)".into()));
+    }
+    imgorigin::auth::password::check_name(name).map_err(|e| (2, e))?;
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| (2, format!("cannot read the password from stdin: {e}")))?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        let prompt = |p: &str| {
+            rpassword::prompt_password(p).map_err(|e| {
+                (
+                    2,
+                    format!(
+                        "cannot read the password from the terminal ({e}); use --password-stdin"
+                    ),
+                )
+            })
+        };
+        let first = prompt(&format!("password for {name}: "))?;
+        imgorigin::auth::password::check_new_password(&first).map_err(|e| (2, e))?;
+        if prompt("again: ")? != first {
+            return Err((2, "the passwords differ".into()));
+        }
+        first
+    };
+    imgorigin::auth::password::check_new_password(&password).map_err(|e| (2, e))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (1, format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async {
+        let store = imgorigin::metadata::open(&config.metadata_url)
+            .await
+            .map_err(|e| (1, format!("metadata.url: {e}")))?;
+        imgorigin::auth::password::save_user(store.as_ref(), name, &password, replace)
+            .await
+            .map_err(|e| (1, e))
     })
 }
 

@@ -4,8 +4,8 @@
 //! A leaf: it imports nothing from the crate, so every layer (params, pipeline, storage
 //! callers, api, delivery, config) can use it without pointing up.
 
-/// Every image type the server recognises. Not all are decoded ([`SourceFormat`]) or
-/// written ([`OutputFormat`]): AVIF originals are only passed through untouched.
+/// Every image type the server recognises. Not all are written ([`OutputFormat`]): HEIC
+/// and HEIF are read only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ImageType {
     Jpeg,
@@ -13,6 +13,8 @@ pub enum ImageType {
     Webp,
     Gif,
     Avif,
+    Heic,
+    Heif,
 }
 
 /// One row of [`TABLE`].
@@ -33,7 +35,7 @@ pub struct TypeInfo {
 }
 
 /// The one table of names, content types and extensions.
-pub const TABLE: [TypeInfo; 5] = [
+pub const TABLE: [TypeInfo; 7] = [
     TypeInfo {
         ty: ImageType::Jpeg,
         name: "jpeg",
@@ -78,6 +80,24 @@ pub const TABLE: [TypeInfo; 5] = [
         content_type: "image/avif",
         content_type_aliases: &[],
         ext: "avif",
+    },
+    TypeInfo {
+        ty: ImageType::Heic,
+        name: "heic",
+        name_aliases: &[],
+        label: "HEIC",
+        content_type: "image/heic",
+        content_type_aliases: &["image/heic-sequence"],
+        ext: "heic",
+    },
+    TypeInfo {
+        ty: ImageType::Heif,
+        name: "heif",
+        name_aliases: &[],
+        label: "HEIF",
+        content_type: "image/heif",
+        content_type_aliases: &["image/heif-sequence"],
+        ext: "heif",
     },
 ];
 
@@ -136,11 +156,37 @@ impl ImageType {
             Some(ImageType::Webp)
         } else if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
             Some(ImageType::Gif)
-        } else if b.len() >= 12 && &b[4..8] == b"ftyp" && matches!(&b[8..12], b"avif" | b"avis") {
-            Some(ImageType::Avif)
         } else {
-            None
+            heif_brand(b)
         }
+    }
+}
+
+/// A HEIF container by its `ftyp` brands: AVIF when an AV1 brand is listed (major or
+/// compatible), HEIC for the HEVC brands, HEIF for the generic image brands alone.
+fn heif_brand(b: &[u8]) -> Option<ImageType> {
+    let size = u32::from_be_bytes(b.get(0..4)?.try_into().ok()?) as usize;
+    if b.get(4..8)? != b"ftyp" || size < 16 {
+        return None;
+    }
+    // Brands up to the box end or what we were given (a prefix of the file may do).
+    let ftyp = &b[8..size.min(b.len())];
+    let brands = std::iter::once(ftyp.get(0..4)?).chain(ftyp.get(8..)?.chunks_exact(4));
+    let (mut avif, mut heic, mut heif) = (false, false, false);
+    for brand in brands {
+        match brand {
+            b"avif" | b"avis" => avif = true,
+            b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" => heic = true,
+            b"mif1" | b"msf1" | b"mif2" => heif = true,
+            _ => {}
+        }
+    }
+    if avif {
+        Some(ImageType::Avif)
+    } else if heic {
+        Some(ImageType::Heic)
+    } else {
+        heif.then_some(ImageType::Heif)
     }
 }
 
@@ -151,6 +197,9 @@ pub enum SourceFormat {
     Png,
     Webp,
     Gif,
+    Heic,
+    Heif,
+    Avif,
 }
 
 impl SourceFormat {
@@ -160,6 +209,9 @@ impl SourceFormat {
             SourceFormat::Png => ImageType::Png,
             SourceFormat::Webp => ImageType::Webp,
             SourceFormat::Gif => ImageType::Gif,
+            SourceFormat::Heic => ImageType::Heic,
+            SourceFormat::Heif => ImageType::Heif,
+            SourceFormat::Avif => ImageType::Avif,
         }
     }
 
@@ -169,7 +221,9 @@ impl SourceFormat {
             ImageType::Png => SourceFormat::Png,
             ImageType::Webp => SourceFormat::Webp,
             ImageType::Gif => SourceFormat::Gif,
-            ImageType::Avif => return None,
+            ImageType::Heic => SourceFormat::Heic,
+            ImageType::Heif => SourceFormat::Heif,
+            ImageType::Avif => SourceFormat::Avif,
         })
     }
 
@@ -184,6 +238,14 @@ impl SourceFormat {
 
     pub fn ext(self) -> &'static str {
         self.image_type().ext()
+    }
+
+    /// HEIF containers (HEIC, HEIF, AVIF), decoded by libheif.
+    pub fn is_heif(self) -> bool {
+        matches!(
+            self,
+            SourceFormat::Heic | SourceFormat::Heif | SourceFormat::Avif
+        )
     }
 
     /// A format we decode, from the magic bytes.
@@ -220,6 +282,7 @@ impl OutputFormat {
             ImageType::Webp => OutputFormat::Webp,
             ImageType::Avif => OutputFormat::Avif,
             ImageType::Gif => OutputFormat::Gif,
+            ImageType::Heic | ImageType::Heif => return None,
         })
     }
 
@@ -256,12 +319,14 @@ impl OutputFormat {
 mod tests {
     use super::*;
 
-    const ALL: [ImageType; 5] = [
+    const ALL: [ImageType; 7] = [
         ImageType::Jpeg,
         ImageType::Png,
         ImageType::Webp,
         ImageType::Gif,
         ImageType::Avif,
+        ImageType::Heic,
+        ImageType::Heif,
     ];
 
     #[test]
@@ -313,7 +378,11 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        let avif = b"\0\0\0\x1cftypavif\0\0\0\0";
+        let avif = b"\0\0\0\x18ftypavif\0\0\0\0mif1miaf";
+        // An AVIF whose major brand is the generic one.
+        let avif_compat = b"\0\0\0\x18ftypmif1\0\0\0\0mif1avif";
+        let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+        let heif = b"\0\0\0\x14ftypmif1\0\0\0\0mif1";
         assert_eq!(
             ImageType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
             Some(ImageType::Jpeg)
@@ -328,7 +397,16 @@ mod tests {
         );
         assert_eq!(ImageType::sniff(b"GIF89a.."), Some(ImageType::Gif));
         assert_eq!(ImageType::sniff(avif), Some(ImageType::Avif));
-        assert_eq!(SourceFormat::sniff(avif), None);
+        assert_eq!(ImageType::sniff(avif_compat), Some(ImageType::Avif));
+        assert_eq!(ImageType::sniff(heic), Some(ImageType::Heic));
+        assert_eq!(ImageType::sniff(heif), Some(ImageType::Heif));
+        assert_eq!(SourceFormat::sniff(heic), Some(SourceFormat::Heic));
+        // An MP4 video is an ISO file too, but not an image.
+        assert_eq!(
+            ImageType::sniff(b"\0\0\0\x18ftypisom\0\0\0\0isommp41"),
+            None
+        );
+        assert_eq!(ImageType::sniff(b"\0\0\0\x08ftyp"), None);
         assert_eq!(ImageType::sniff(b"RIFF\0\0\0\0WAVE"), None);
         assert_eq!(ImageType::sniff(b""), None);
     }

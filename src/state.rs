@@ -4,6 +4,7 @@
 
 use crate::auth::Authenticator;
 use crate::auth::cloudfront::UrlSigner;
+use crate::auth::local::LocalIssuer;
 use crate::auth::ratelimit::RateLimits;
 use crate::cache::Caches;
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metadata: Arc<dyn MetadataStore>,
     /// Signs share links (`cloudfront.signing_key_file`); `None` when not configured.
     pub signer: Option<UrlSigner>,
+    /// Mints sign-in tokens (`[auth.local]`); `None` when not configured.
+    pub local_issuer: Option<LocalIssuer>,
 }
 
 impl AppState {

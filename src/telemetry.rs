@@ -43,6 +43,7 @@ label_enum!(
         Health => "health",
         Ready => "ready",
         Api => "api",
+        Gallery => "gallery",
         Other => "other",
     }
 );

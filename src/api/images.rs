@@ -6,6 +6,7 @@
 
 use super::ApiResult;
 use super::extract::{Caller, JsonBody, QueryParams, SignedIn};
+use super::uploads::level_prefix;
 use super::views::{self, Page, RecordView};
 use crate::auth::{Principal, access};
 use crate::error::{Error, ErrorKind};
@@ -187,6 +188,7 @@ pub(super) struct PatchBody {
     tags: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     description: Option<Option<String>>,
+    level: Option<String>,
 }
 
 /// Tags: 1–64 characters of letters, digits, `-`, `_`, `.`, `:`; stored lowercase.
@@ -234,9 +236,32 @@ pub(super) async fn patch(
     req: Request,
 ) -> ApiResult {
     // Owner first, then the write count, then the body: as SPEC §3 orders the checks.
-    load_owned(&state, &c, &id).await?;
+    let rec = load_owned(&state, &c, &id).await?;
     c.count_write(&state)?;
     let JsonBody(body) = JsonBody::<PatchBody>::from_request(req, &()).await?;
+    // Everything is checked before anything changes.
+    let new_level = match body.level.as_deref() {
+        None => None,
+        Some(l) => Some(
+            Level::parse(l)
+                .filter(|l| *l != Level::Other)
+                .ok_or_else(|| {
+                    Error::bad_request("invalid `level`: public, protected or private")
+                })?,
+        )
+        .filter(|l| *l != rec.level),
+    };
+    let to_key = match new_level {
+        None => None,
+        Some(level) => {
+            let prefix = level_prefix(&state.config.access, level, rec.owner.as_deref())?;
+            // `<prefix><id>.<ext>`: the file name part of the key stays.
+            let name = rec.key.rsplit('/').next().unwrap_or(&rec.key);
+            let key = format!("{prefix}{name}");
+            crate::storage::key::validate(&key)?;
+            Some((key, level))
+        }
+    };
     if let Some(Some(f)) = &body.filename {
         check_filename(f)?;
     }
@@ -252,6 +277,18 @@ pub(super) async fn patch(
         tags: body.tags.as_deref().map(normalize_tags).transpose()?,
         description: body.description,
     };
+    if let Some((key, level)) = to_key {
+        let l = &state.config.limits;
+        let max = l.max_source_bytes.max(l.max_upload_bytes);
+        // In its own task, like an upload's store: a request cut off by its deadline must
+        // not stop the copy → record → delete sequence half-way.
+        let owned = state.clone();
+        tokio::spawn(async move { owned.library().move_original(&rec, &key, level, max).await })
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, "changing the level failed").with_cause(e)
+            })??;
+    }
     let updated = state
         .metadata
         .update(&id, &patch, metadata::now_micros())

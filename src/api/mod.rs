@@ -9,6 +9,7 @@ mod admin;
 mod extract;
 mod images;
 pub mod openapi;
+mod session;
 mod shares;
 mod upload;
 mod uploads;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(shares::list).post(shares::create),
         )
         .route("/api/v1/shares/{share_id}", delete(shares::revoke))
+        .route("/api/v1/session", post(session::create))
         .route("/api/v1/cache/purge", post(admin::purge))
         .route("/api/v1/openapi.json", get(admin::openapi_json))
         .method_not_allowed_fallback(method_not_allowed)

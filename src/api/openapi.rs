@@ -16,6 +16,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/images/{id}/shares"),
     ("post", "/api/v1/images/{id}/shares"),
     ("delete", "/api/v1/shares/{share_id}"),
+    ("post", "/api/v1/session"),
     ("post", "/api/v1/cache/purge"),
     ("get", "/api/v1/openapi.json"),
 ];
@@ -124,12 +125,13 @@ pub fn document() -> Value {
             "/api/v1/images/{id}": {
                 "parameters": [path_param("id")],
                 "get": op("One record", with(errors(&[("404", "no such image (or not readable)")]), "200", ok_json("the record", image.clone())), json!({})),
-                "patch": op("Change filename, tags, description (owner, admin)",
-                    with(errors(&[("400", "invalid body"), ("403", "not the owner"), ("404", "no such image")]), "200", ok_json("the updated record", image.clone())),
+                "patch": op("Change filename, tags, description, level (owner, admin); a new level moves the original to that level's prefix",
+                    with(errors(&[("400", "invalid body"), ("403", "not the owner"), ("404", "no such image"), ("409", "changed or deleted meanwhile"), ("502", "storage failed")]), "200", ok_json("the updated record", image.clone())),
                     json!({"requestBody": json_body(json!({"type": "object", "properties": {
                         "filename": {"type": "string", "nullable": true},
                         "tags": {"type": "array", "items": {"type": "string"}},
-                        "description": {"type": "string", "nullable": true}}}))})),
+                        "description": {"type": "string", "nullable": true},
+                        "level": level.clone()}}))})),
                 "delete": op("Delete the original, its record, shares and cached variants (owner, admin)",
                     with(errors(&[("403", "not the owner"), ("404", "no such image"), ("502", "storage failed")]), "204", json!({"description": "deleted"})), json!({})),
             },
@@ -145,6 +147,12 @@ pub fn document() -> Value {
                 "parameters": [path_param("share_id")],
                 "delete": op("Revoke a share link (owner, admin)",
                     with(errors(&[("403", "not the owner"), ("404", "no such share")]), "204", json!({"description": "revoked"})), json!({})),
+            },
+            "/api/v1/session": {
+                "post": op("Sign in with a local account ([auth.local]): a local token",
+                    with(errors(&[("400", "invalid body"), ("401", "wrong name or password (one body for both)"), ("404", "local accounts not configured"), ("429", "too many failed sign-ins (Retry-After)")]), "200", ok_json("the token", json!({"type": "object", "properties": {
+                        "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}, "name": {"type": "string"}}}))),
+                    json!({"security": [{}], "requestBody": json_body(json!({"type": "object", "required": ["name", "password"], "properties": {"name": {"type": "string"}, "password": {"type": "string", "format": "password"}}}))})),
             },
             "/api/v1/cache/purge": {
                 "post": op("Drop cached variants on this instance (admin)",

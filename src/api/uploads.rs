@@ -9,7 +9,7 @@ use super::images::check_filename;
 use super::upload;
 use super::views::{self, PresignView, RecordView};
 use crate::auth::Principal;
-use crate::auth::access::level_of;
+use crate::auth::access::{AccessConfig, level_of};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{self, ImageRecord, Level, RecordState, Reservation};
 use crate::state::AppState;
@@ -55,13 +55,28 @@ fn new_key_prefix(
             ));
         }
     };
-    let a = &state.config.access;
-    let prefix = match level {
-        Level::Public => a.public_prefix.clone(),
+    if owner.is_none() && matches!(level, Level::Protected | Level::Private) {
+        return Err(Error::bad_request(
+            "`owner` is required for protected and private uploads by an admin",
+        ));
+    }
+    let prefix = level_prefix(&state.config.access, level, owner.as_deref())?;
+    Ok((prefix, owner))
+}
+
+/// The key prefix of `level` for `owner`: `public/`, or `protected/<owner>/` and
+/// `private/<owner>/` (per `[access]`). Uploads and level changes build keys with it.
+pub(super) fn level_prefix(
+    a: &AccessConfig,
+    level: Level,
+    owner: Option<&str>,
+) -> Result<String, Error> {
+    match level {
+        Level::Public => Ok(a.public_prefix.clone()),
         Level::Protected | Level::Private => {
-            let Some(o) = &owner else {
+            let Some(o) = owner else {
                 return Err(Error::bad_request(
-                    "`owner` is required for protected and private uploads by an admin",
+                    "an image without an owner cannot be protected or private",
                 ));
             };
             if o.is_empty() || o.contains('/') || o == "." || o == ".." || o.len() > 256 {
@@ -72,15 +87,12 @@ fn new_key_prefix(
             } else {
                 &a.private_prefix
             };
-            format!("{p}{o}/")
+            Ok(format!("{p}{o}/"))
         }
-        Level::Other => {
-            return Err(Error::bad_request(
-                "invalid `level`: public, protected or private",
-            ));
-        }
-    };
-    Ok((prefix, owner))
+        Level::Other => Err(Error::bad_request(
+            "invalid `level`: public, protected or private",
+        )),
+    }
 }
 
 pub(super) async fn upload(

@@ -8,6 +8,7 @@ pub mod access;
 pub mod cloudfront;
 pub mod jwt;
 pub mod local;
+pub mod password;
 pub mod ratelimit;
 pub mod settings;
 

@@ -32,10 +32,22 @@ pub struct CognitoConfig {
     pub identity_claim: String,
     pub leeway_s: u64,
     pub jwks_min_refresh: Duration,
+    /// `cognito.domain` + `cognito.gallery_client_id`: the gallery signs in there.
+    pub hosted_ui: Option<HostedUi>,
+}
+
+/// The Cognito Hosted UI the gallery uses (authorization code + PKCE, in the browser).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedUi {
+    /// `https://<domain>` (scheme and host only; `http://` only for loopback test issuers).
+    pub origin: String,
+    pub client_id: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct LocalAuthConfig {
     pub key_file: PathBuf,
     pub issuer: String,
+    /// Lifetime of sign-in tokens (`POST /api/v1/session`).
+    pub session_ttl: Duration,
 }

@@ -186,7 +186,7 @@ pub(super) fn validate_auth(raw: &RawConfig, errs: &mut Vec<String>) -> AuthConf
                 crate::auth::jwt::TokenUse::Id
             }
         };
-        if c.client_ids.is_empty() {
+        if c.client_ids.is_empty() && c.gallery_client_id.is_none() {
             errs.push(
                 "cognito.client_ids: list the app client ids whose tokens are accepted".into(),
             );
@@ -200,24 +200,45 @@ pub(super) fn validate_auth(raw: &RawConfig, errs: &mut Vec<String>) -> AuthConf
         if c.jwks_min_refresh_s == 0 {
             errs.push("cognito.jwks_min_refresh_s: must be at least 1".into());
         }
+        let hosted_ui = validate_hosted_ui(c, errs);
+        let mut client_ids = c.client_ids.clone();
+        // The gallery's own client: its tokens are meant for this server.
+        if let Some(h) = &hosted_ui
+            && !client_ids.contains(&h.client_id)
+        {
+            client_ids.push(h.client_id.clone());
+        }
         issuer.map(|issuer| CognitoConfig {
             jwks_url: c
                 .jwks_url
                 .clone()
                 .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
             issuer,
-            client_ids: c.client_ids.clone(),
+            client_ids,
+            hosted_ui,
             token_use,
             identity_claim: c.identity_claim.clone(),
             leeway_s: c.leeway_s,
             jwks_min_refresh: Duration::from_secs(c.jwks_min_refresh_s),
         })
     } else {
+        if c.domain.is_some() || c.gallery_client_id.is_some() {
+            errs.push(
+                "cognito.domain: the Hosted UI needs the user pool too (cognito.region and cognito.user_pool_id, or cognito.issuer)"
+                    .into(),
+            );
+        }
         None
     };
-    let local = raw.auth.local.as_ref().map(|l| LocalAuthConfig {
-        key_file: PathBuf::from(&l.key_file),
-        issuer: l.issuer.clone().unwrap_or_else(|| "imgorigin-local".into()),
+    let local = raw.auth.local.as_ref().map(|l| {
+        if l.session_ttl_s == 0 {
+            errs.push("auth.local.session_ttl_s: must be at least 1".into());
+        }
+        LocalAuthConfig {
+            key_file: PathBuf::from(&l.key_file),
+            issuer: l.issuer.clone().unwrap_or_else(|| "imgorigin-local".into()),
+            session_ttl: Duration::from_secs(l.session_ttl_s),
+        }
     });
     if let (Some(l), Some(c)) = (&local, &cognito)
         && l.issuer == c.issuer
@@ -237,6 +258,55 @@ pub(super) fn validate_auth(raw: &RawConfig, errs: &mut Vec<String>) -> AuthConf
         cognito,
         local,
     }
+}
+
+/// `cognito.domain` and `cognito.gallery_client_id`, set together. The domain is a host
+/// (`auth.example.com`, `myapp.auth.eu-west-1.amazoncognito.com`) or an origin URL;
+/// plain `http://` only for a loopback host (a local stand-in issuer in tests).
+fn validate_hosted_ui(c: &raw::Cognito, errs: &mut Vec<String>) -> Option<HostedUi> {
+    let (domain, client_id) = match (&c.domain, &c.gallery_client_id) {
+        (None, None) => return None,
+        (Some(d), Some(id)) => (d.trim().trim_end_matches('/'), id.trim()),
+        _ => {
+            errs.push("cognito.domain: set together with cognito.gallery_client_id".into());
+            return None;
+        }
+    };
+    let origin = if domain.contains("://") {
+        domain.to_string()
+    } else {
+        format!("https://{domain}")
+    };
+    let (scheme, host) = origin.split_once("://").unwrap_or(("", ""));
+    let hostname = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    let loopback = matches!(hostname, "localhost" | "127.0.0.1");
+    let ok = host_ok && (scheme == "https" || (scheme == "http" && loopback));
+    if !ok {
+        errs.push(format!(
+            "cognito.domain: `{domain}` must be a host name like myapp.auth.eu-west-1.amazoncognito.com (https; http only for localhost)"
+        ));
+        return None;
+    }
+    let id_ok = !client_id.is_empty()
+        && client_id.len() <= 128
+        && client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if !id_ok {
+        errs.push("cognito.gallery_client_id: an app client id (letters and digits)".into());
+        return None;
+    }
+    Some(HostedUi {
+        origin,
+        client_id: client_id.to_string(),
+    })
 }
 
 pub(super) fn validate_access(a: &raw::Access, errs: &mut Vec<String>) -> AccessConfig {

@@ -86,8 +86,21 @@ pub(super) fn validate_format(f: &raw::Format, errs: &mut Vec<String>) -> Format
             errs.push(format!("{key}: must be 1..=100"));
         }
     }
-    if !(1..=10).contains(&f.avif_speed) {
-        errs.push("format.avif_speed: must be 1..=10".into());
+    let encoder = AvifEncoder::from_name(&f.avif_encoder).unwrap_or_else(|| {
+        errs.push(format!(
+            "format.avif_encoder: `{}` is not one of aom, rav1e",
+            f.avif_encoder
+        ));
+        AvifEncoder::Aom
+    });
+    let speed = f.avif_speed.unwrap_or(encoder.default_speed());
+    if !encoder.speeds().contains(&speed) {
+        let speeds = encoder.speeds();
+        let (lo, hi) = (speeds.start(), speeds.end());
+        errs.push(format!(
+            "format.avif_speed: must be {lo}..={hi} for format.avif_encoder = {}",
+            f.avif_encoder
+        ));
     }
     if default == DefaultFormat::Fixed(OutputFormat::Avif) && !f.avif {
         errs.push("format.default: `avif` while format.avif = false".into());
@@ -98,7 +111,7 @@ pub(super) fn validate_format(f: &raw::Format, errs: &mut Vec<String>) -> Format
         jpeg_quality: f.jpeg_quality,
         webp_quality: f.webp_quality,
         avif_quality: f.avif_quality,
-        avif_speed: f.avif_speed,
+        avif_settings: AvifSettings { encoder, speed },
     }
 }
 

@@ -14,6 +14,7 @@ mod tests;
 
 use crate::media::OutputFormat;
 use crate::params::{FormatChoice, Gravity, ParseSettings};
+use crate::pipeline::{AvifEncoder, AvifSettings};
 use raw::RawConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use std::time::Duration;
 // Each module owns the validated form of its settings; `Config` composes them.
 pub use crate::auth::access::{AccessConfig, OtherAccess};
 pub use crate::auth::ratelimit::RateLimitConfig;
-pub use crate::auth::settings::{AuthConfig, CognitoConfig, LocalAuthConfig};
+pub use crate::auth::settings::{AuthConfig, CognitoConfig, HostedUi, LocalAuthConfig};
 pub use crate::storage::StorageConfig;
 pub use crate::storage::s3::{S3Config, S3StaticCredentials};
 pub use crate::telemetry::{LogConfig, LogFormat};
@@ -46,6 +47,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub shares_max_ttl_s: u64,
     pub watermarks: BTreeMap<String, WatermarkConfig>,
+    /// `[gallery] enabled`: `GET /` serves the web gallery (SPEC §15).
+    pub gallery_enabled: bool,
     /// Accepted but risky combinations, each naming its keys; logged at start-up and
     /// printed by `check-config`.
     pub warnings: Vec<String>,
@@ -111,7 +114,7 @@ pub struct FormatConfig {
     pub jpeg_quality: u8,
     pub webp_quality: u8,
     pub avif_quality: u8,
-    pub avif_speed: u8,
+    pub avif_settings: AvifSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -335,6 +338,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limit,
         shares_max_ttl_s: raw.shares.max_ttl_s,
         watermarks,
+        gallery_enabled: raw.gallery.enabled,
         warnings,
     })
 }

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub shares: Shares,
     pub rate_limit: RateLimit,
     pub watermarks: BTreeMap<String, Watermark>,
+    pub gallery: Gallery,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,7 +263,9 @@ pub struct Format {
     pub jpeg_quality: u8,
     pub webp_quality: u8,
     pub avif_quality: u8,
-    pub avif_speed: u8,
+    pub avif_encoder: String,
+    /// Unset: the encoder's default speed.
+    pub avif_speed: Option<u8>,
 }
 
 impl Default for Format {
@@ -273,7 +276,8 @@ impl Default for Format {
             jpeg_quality: 80,
             webp_quality: 80,
             avif_quality: 60,
-            avif_speed: 9,
+            avif_encoder: "aom".into(),
+            avif_speed: None,
         }
     }
 }
@@ -351,6 +355,10 @@ pub struct Cognito {
     pub leeway_s: u64,
     pub jwks_min_refresh_s: u64,
     pub identity_pool_id: Option<String>,
+    /// The Hosted UI domain the gallery signs in with (SPEC §15).
+    pub domain: Option<String>,
+    /// The app client of the gallery (public client, authorization code + PKCE).
+    pub gallery_client_id: Option<String>,
 }
 
 impl Default for Cognito {
@@ -366,6 +374,8 @@ impl Default for Cognito {
             leeway_s: 0,
             jwks_min_refresh_s: 60,
             identity_pool_id: None,
+            domain: None,
+            gallery_client_id: None,
         }
     }
 }
@@ -381,6 +391,25 @@ pub struct Auth {
 pub struct AuthLocal {
     pub key_file: String,
     pub issuer: Option<String>,
+    /// Lifetime of the tokens `POST /api/v1/session` hands out.
+    #[serde(default = "default_session_ttl_s")]
+    pub session_ttl_s: u64,
+}
+
+fn default_session_ttl_s() -> u64 {
+    43_200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gallery {
+    pub enabled: bool,
+}
+
+impl Default for Gallery {
+    fn default() -> Self {
+        Gallery { enabled: true }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -178,3 +178,63 @@ fn animation_limits() {
         assert!(e.to_string().contains(&format!("limits.{key}")), "{e}");
     }
 }
+
+#[test]
+fn gallery_and_hosted_ui() {
+    let c = Config::defaults();
+    assert!(c.gallery_enabled);
+    let pool = "[cognito]\nregion = \"eu-west-1\"\nuser_pool_id = \"eu-west-1_A\"\n";
+    let ok = |extra: &str| Config::from_toml_and_env(&format!("{pool}{extra}"), env(&[]));
+    let c = ok("domain = \"auth.example.com/\"\ngallery_client_id = \"abc123\"\n").unwrap();
+    let cg = c.auth.cognito.unwrap();
+    assert_eq!(
+        cg.hosted_ui,
+        Some(HostedUi {
+            origin: "https://auth.example.com".into(),
+            client_id: "abc123".into()
+        })
+    );
+    // The gallery's client alone is enough: its tokens are accepted.
+    assert_eq!(cg.client_ids, ["abc123"]);
+    // Plain http only for a loopback stand-in.
+    let c = ok("domain = \"http://127.0.0.1:9000\"\ngallery_client_id = \"abc\"\n").unwrap();
+    assert_eq!(
+        c.auth.cognito.unwrap().hosted_ui.unwrap().origin,
+        "http://127.0.0.1:9000"
+    );
+    for (extra, key) in [
+        ("domain = \"auth.example.com\"\n", "cognito.domain"),
+        (
+            "gallery_client_id = \"abc\"\nclient_ids = [\"x\"]\n",
+            "cognito.domain",
+        ),
+        (
+            "domain = \"http://auth.example.com\"\ngallery_client_id = \"abc\"\n",
+            "cognito.domain",
+        ),
+        (
+            "domain = \"auth.example.com/path\"\ngallery_client_id = \"abc\"\n",
+            "cognito.domain",
+        ),
+        (
+            "domain = \"auth.example.com\"\ngallery_client_id = \"a b\"\n",
+            "cognito.gallery_client_id",
+        ),
+    ] {
+        let e = ok(extra).unwrap_err().to_string();
+        assert!(e.contains(key), "{extra}: {e}");
+    }
+    // The Hosted UI belongs to a user pool.
+    let e = Config::from_toml_and_env(
+        "[cognito]\ndomain = \"auth.example.com\"\ngallery_client_id = \"abc\"\n",
+        env(&[]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("cognito.domain"), "{e}");
+    let e = Config::from_toml_and_env(
+        "[auth.local]\nkey_file = \"k.pem\"\nsession_ttl_s = 0\n",
+        env(&[]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("auth.local.session_ttl_s"), "{e}");
+}

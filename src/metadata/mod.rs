@@ -119,6 +119,17 @@ pub struct Reservation {
     pub used_at: Option<i64>,
 }
 
+/// A local account (`imgorigin user add`): the name is the identity in keys and tokens.
+/// Times are microseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// Fields a PATCH may change (`None`: unchanged; `Some(None)`: cleared).
 #[derive(Clone, Debug, Default)]
 pub struct Patch {
@@ -194,6 +205,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         patch: &Patch,
         now: i64,
     ) -> Result<Option<ImageRecord>, MetaError>;
+    /// Points a ready record at a new key and level (`from_key` must still be its key):
+    /// the level change of a PATCH, after the original was copied. False when the record
+    /// is gone, no longer ready, or was moved meanwhile.
+    async fn move_key(
+        &self,
+        id: &str,
+        from_key: &str,
+        to_key: &str,
+        level: Level,
+        now: i64,
+    ) -> Result<bool, MetaError>;
     /// Removes the record and its shares (one transaction).
     async fn delete(&self, id: &str) -> Result<(), MetaError>;
     async fn insert_share(&self, s: &Share) -> Result<(), MetaError>;
@@ -214,6 +236,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Reservations whose upload URL expired before `before`, for the sweep.
     async fn expired_reservations(&self, before: i64) -> Result<Vec<Reservation>, MetaError>;
     async fn delete_reservation(&self, key: &str) -> Result<(), MetaError>;
+    /// Adds a local account. `Conflict` when the name exists.
+    async fn insert_user(&self, u: &User) -> Result<(), MetaError>;
+    async fn get_user(&self, name: &str) -> Result<Option<User>, MetaError>;
+    /// Replaces a password hash; false when there is no such user.
+    async fn set_user_password(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError>;
     /// Readiness.
     async fn check(&self) -> Result<(), MetaError>;
 }

@@ -318,6 +318,27 @@ macro_rules! sql_store {
                 Ok(Some(r))
             }
 
+            async fn move_key(
+                &self,
+                id: &str,
+                from_key: &str,
+                to_key: &str,
+                level: Level,
+                now: i64,
+            ) -> Result<bool, MetaError> {
+                let done = sqlx::query::<$db>(
+                    "UPDATE images SET object_key = $1, level = $2, updated_at = $3 WHERE id = $4 AND object_key = $5 AND state = 'ready'",
+                )
+                .bind(to_key.to_string())
+                .bind(level.as_str())
+                .bind(now)
+                .bind(id.to_string())
+                .bind(from_key.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn delete(&self, id: &str) -> Result<(), MetaError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query::<$db>("DELETE FROM shares WHERE image_id = $1")
@@ -462,6 +483,51 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn insert_user(&self, u: &User) -> Result<(), MetaError> {
+                sqlx::query::<$db>(
+                    "INSERT INTO users (name, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(u.name.clone())
+                .bind(u.password_hash.clone())
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_user(&self, name: &str) -> Result<Option<User>, MetaError> {
+                let row = sqlx::query_as::<$db, (String, String, i64, i64)>(
+                    "SELECT name, password_hash, created_at, updated_at FROM users WHERE name = $1",
+                )
+                .bind(name.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(name, password_hash, created_at, updated_at)| User {
+                    name,
+                    password_hash,
+                    created_at,
+                    updated_at,
+                }))
+            }
+
+            async fn set_user_password(
+                &self,
+                name: &str,
+                hash: &str,
+                now: i64,
+            ) -> Result<bool, MetaError> {
+                let done = sqlx::query::<$db>(
+                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3",
+                )
+                .bind(hash.to_string())
+                .bind(now)
+                .bind(name.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn check(&self) -> Result<(), MetaError> {
                 sqlx::query::<$db>("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -576,7 +642,58 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(s.list(&q).await.unwrap().len(), 1);
+        assert!(
+            s.move_key(
+                "id1",
+                "public/id1.png",
+                "private/alice/id1.png",
+                Level::Private,
+                7
+            )
+            .await
+            .unwrap()
+        );
+        let moved = s.get("id1").await.unwrap().unwrap();
+        assert_eq!(
+            (moved.key.as_str(), moved.level, moved.updated_at),
+            ("private/alice/id1.png", Level::Private, 7)
+        );
+        assert!(
+            !s.move_key("id1", "public/id1.png", "public/x.png", Level::Public, 8)
+                .await
+                .unwrap(),
+            "a stale from_key moves nothing"
+        );
         s.delete("id1").await.unwrap();
         assert!(s.get("id1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sqlite_users() {
+        let s = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let u = User {
+            name: "alice".into(),
+            password_hash: "$argon2id$x".into(),
+            created_at: 1,
+            updated_at: 1,
+        };
+        s.insert_user(&u).await.unwrap();
+        assert!(matches!(
+            s.insert_user(&u).await,
+            Err(MetaError::Conflict(_))
+        ));
+        assert_eq!(s.get_user("alice").await.unwrap(), Some(u));
+        assert_eq!(s.get_user("bob").await.unwrap(), None);
+        assert!(
+            s.set_user_password("alice", "$argon2id$y", 2)
+                .await
+                .unwrap()
+        );
+        assert!(!s.set_user_password("bob", "$argon2id$y", 2).await.unwrap());
+        let after = s.get_user("alice").await.unwrap().unwrap();
+        assert_eq!(
+            (after.password_hash.as_str(), after.updated_at),
+            ("$argon2id$y", 2)
+        );
     }
 }

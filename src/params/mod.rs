@@ -416,6 +416,11 @@ fn resolve_inner(
                 SF::Gif if animation => OutputFormat::Gif,
                 SF::Png | SF::Gif => OutputFormat::Png,
                 SF::Webp => OutputFormat::Webp,
+                // Browsers do not show HEIC/HEIF: JPEG, as iPhones export them.
+                SF::Heic | SF::Heif => OutputFormat::Jpeg,
+                SF::Avif if avif_enabled => OutputFormat::Avif,
+                SF::Avif if src.has_alpha => OutputFormat::Png,
+                SF::Avif => OutputFormat::Jpeg,
             },
             false,
         ),

@@ -112,6 +112,30 @@ pub(crate) fn cmyk_to_rgb(w: u32, h: u32, mut px: Vec<u8>, icc: Option<&[u8]>) -
     }
 }
 
+/// An ICC profile for nclx/CICP colour information (HEIF, AVIF), so those images go
+/// through the same sRGB step as ones with an embedded profile. `None` when it is sRGB
+/// already, unspecified, or has no profile form (PQ/HLG transfer: HDR is left as decoded).
+pub(crate) fn icc_from_cicp(primaries: u8, transfer: u8) -> Option<Vec<u8>> {
+    use moxcms::{CicpColorPrimaries, CicpProfile, MatrixCoefficients, TransferCharacteristics};
+    // 1 = BT.709 primaries, 13 = sRGB transfer, 2 = unspecified (taken as sRGB).
+    let primaries = if primaries == 2 { 1 } else { primaries };
+    let transfer = if transfer == 2 { 13 } else { transfer };
+    if (primaries, transfer) == (1, 13) {
+        return None;
+    }
+    let cicp = CicpProfile {
+        color_primaries: CicpColorPrimaries::try_from(primaries).ok()?,
+        transfer_characteristics: TransferCharacteristics::try_from(transfer).ok()?,
+        matrix_coefficients: MatrixCoefficients::Identity,
+        full_range: true,
+    };
+    let mut profile = ColorProfile::new_srgb();
+    if !profile.update_rgb_colorimetry_from_cicp(cicp) {
+        return None;
+    }
+    profile.encode().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,9 @@ pub(crate) fn decode<'a>(
                 icc,
             })
         }
+        SourceFormat::Heic | SourceFormat::Heif | SourceFormat::Avif => {
+            super::heif::decode(input, header)
+        }
         SourceFormat::Gif => {
             // GIF decodes the first frame composited onto the logical screen. Its ICC
             // profile (an application extension) is stored uncompressed, so it is bounded

@@ -54,7 +54,7 @@ pub(crate) struct Header<'a> {
 }
 
 impl Header<'_> {
-    fn still(format: SourceFormat, width: u32, height: u32, has_alpha: bool) -> Self {
+    pub(crate) fn still(format: SourceFormat, width: u32, height: u32, has_alpha: bool) -> Self {
         Header {
             format,
             width,
@@ -112,8 +112,9 @@ impl JpegMeta<'_> {
 
 /// Identifies the format from the magic bytes.
 pub(crate) fn sniff(input: &[u8]) -> Result<SourceFormat, PipelineError> {
-    SourceFormat::sniff(input)
-        .ok_or_else(|| PipelineError::Unsupported("not a JPEG, PNG, WebP or GIF image".into()))
+    SourceFormat::sniff(input).ok_or_else(|| {
+        PipelineError::Unsupported("not a JPEG, PNG, WebP, GIF, HEIC/HEIF or AVIF image".into())
+    })
 }
 
 /// Sniffs the format and parses its header.
@@ -124,6 +125,9 @@ pub(crate) fn read_header(input: &[u8]) -> Result<Header<'_>, PipelineError> {
         SourceFormat::Png => png_header(input),
         SourceFormat::Webp => webp_header(input),
         SourceFormat::Gif => gif_header(input),
+        SourceFormat::Heic | SourceFormat::Heif | SourceFormat::Avif => {
+            super::heif::header(input, format)
+        }
     }
     .ok_or_else(|| corrupt(format))?;
     if header.width == 0 || header.height == 0 {

@@ -37,6 +37,7 @@ mod effects;
 mod encode;
 mod entropy;
 mod geometry;
+mod heif;
 mod plan;
 mod resample;
 mod watermark;
@@ -62,7 +63,7 @@ use plan::{CanvasStep, Facts, Plan};
 pub mod bench {
     use image::DynamicImage;
 
-    use super::{PipelineError, decode, detect, encode, resample};
+    use super::{AvifSettings, PipelineError, decode, detect, encode, resample};
     use crate::media::OutputFormat;
 
     /// Decoded pixels (8-bit RGB or RGBA).
@@ -107,9 +108,9 @@ pub mod bench {
         p: &Pixels,
         format: OutputFormat,
         quality: u8,
-        avif_speed: u8,
+        avif: AvifSettings,
     ) -> Result<Vec<u8>, PipelineError> {
-        encode::encode(p.0.clone(), format, quality, avif_speed)
+        encode::encode(p.0.clone(), format, quality, avif)
     }
 }
 
@@ -161,13 +162,55 @@ pub fn check(input: &[u8], max_pixels: u64) -> Result<SourceInfo, PipelineError>
     Ok(SourceInfo::of(&h))
 }
 
+/// The AV1 encoder behind AVIF output (`format.avif_encoder`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AvifEncoder {
+    /// libaom through libheif: fewer bytes at equal quality.
+    Aom,
+    /// rav1e through ravif: faster at its top speeds.
+    Rav1e,
+}
+
+impl AvifEncoder {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "aom" => Some(AvifEncoder::Aom),
+            "rav1e" => Some(AvifEncoder::Rav1e),
+            _ => None,
+        }
+    }
+
+    /// The speeds the encoder takes: libaom's cpu-used 0..=9, rav1e's 1..=10.
+    pub fn speeds(self) -> std::ops::RangeInclusive<u8> {
+        match self {
+            AvifEncoder::Aom => 0..=9,
+            AvifEncoder::Rav1e => 1..=10,
+        }
+    }
+
+    /// The default speed (`format.avif_speed` unset), measured in scripts/bench-quality.
+    pub fn default_speed(self) -> u8 {
+        match self {
+            AvifEncoder::Aom => 7,
+            AvifEncoder::Rav1e => 9,
+        }
+    }
+}
+
+/// Which AV1 encoder and how fast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvifSettings {
+    pub encoder: AvifEncoder,
+    /// In the encoder's own range ([`AvifEncoder::speeds`]); clamped to it.
+    pub speed: u8,
+}
+
 /// Server-side settings for one render.
 #[derive(Clone, Copy, Debug)]
 pub struct RenderOptions<'a> {
     /// Sources with more pixels (width × height as stored) are refused before decoding.
     pub max_source_pixels: u64,
-    /// rav1e speed 1 (slow, small) ..= 10 (fast); clamped to that range.
-    pub avif_speed: u8,
+    pub avif: AvifSettings,
     pub watermark: Option<&'a Watermark>,
     /// Largest output (and intermediate) width and height when upscaling; an output never
     /// needs to be larger than both this and the source. Guards against `enlarge=1` with an
@@ -326,7 +369,7 @@ pub fn render_with(
     let img = finish(img, plan.canvas, t, opts)?;
 
     let (width, height) = (img.width(), img.height());
-    let bytes = encode::encode(img, t.format, t.quality, opts.avif_speed)?;
+    let bytes = encode::encode(img, t.format, t.quality, opts.avif)?;
     Ok(Rendered {
         bytes,
         width,

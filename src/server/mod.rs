@@ -29,6 +29,7 @@ pub fn router(state: &Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::api::routes())
+        .merge(crate::gallery::routes(state.config.gallery_enabled))
         .route("/api", axum::routing::any(api_placeholder))
         .route("/api/{*rest}", axum::routing::any(api_placeholder))
         .fallback(delivery_route)
@@ -145,7 +146,7 @@ async fn api_deadline(
     req: Request,
     next: Next,
 ) -> Response<Body> {
-    if route_of(req.uri().path()) != Route::Api {
+    if route_of(req.uri().path(), false) != Route::Api {
         return next.run(req).await;
     }
     match tokio::time::timeout(state.config.server.api_timeout, next.run(req)).await {
@@ -196,11 +197,13 @@ fn request_id(req: &Request) -> String {
     crate::telemetry::new_request_id()
 }
 
-fn route_of(path: &str) -> Route {
+fn route_of(path: &str, gallery: bool) -> Route {
     match path {
         "/healthz" => Route::Health,
         "/readyz" => Route::Ready,
         p if p == "/api" || p.starts_with("/api/") => Route::Api,
+        "/" if gallery => Route::Gallery,
+        p if p == "/_gallery" || p.starts_with("/_gallery/") => Route::Gallery,
         _ => Route::Image,
     }
 }
@@ -212,7 +215,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     let id = request_id(&req);
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(256).collect();
-    let mut route = route_of(&path);
+    let mut route = route_of(&path, state.config.gallery_enabled);
     let mut resp = next.run(req).await;
     let outcome = resp.extensions().get::<CacheOutcome>().copied();
     if outcome == Some(CacheOutcome::Original) {

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use imgorigin::auth::local::LocalIssuer;
 use imgorigin::config::Config;
 use imgorigin::metadata::{
-    ImageRecord, ListQuery, MetaError, MetadataStore, Patch, RecordState, Reservation, Share,
+    ImageRecord, Level, ListQuery, MetaError, MetadataStore, Patch, RecordState, Reservation,
+    Share, User,
 };
 use imgorigin::storage::{Object, ObjectMeta, Storage, StorageError};
 use serde_json::{Value, json};
@@ -1570,6 +1571,16 @@ impl MetadataStore for FlakyMeta {
     ) -> Result<Option<ImageRecord>, MetaError> {
         self.inner.update(id, p, now).await
     }
+    async fn move_key(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        level: Level,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner.move_key(id, from, to, level, now).await
+    }
     async fn delete(&self, id: &str) -> Result<(), MetaError> {
         self.inner.delete(id).await
     }
@@ -1605,6 +1616,15 @@ impl MetadataStore for FlakyMeta {
     }
     async fn delete_reservation(&self, key: &str) -> Result<(), MetaError> {
         self.inner.delete_reservation(key).await
+    }
+    async fn insert_user(&self, u: &User) -> Result<(), MetaError> {
+        self.inner.insert_user(u).await
+    }
+    async fn get_user(&self, name: &str) -> Result<Option<User>, MetaError> {
+        self.inner.get_user(name).await
+    }
+    async fn set_user_password(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError> {
+        self.inner.set_user_password(name, hash, now).await
     }
     async fn check(&self) -> Result<(), MetaError> {
         if self.fail_check.load(Ordering::SeqCst) {

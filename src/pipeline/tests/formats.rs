@@ -158,12 +158,34 @@ fn truncated_and_garbage_inputs() {
         &random[..],
         b"",
         b"BM\x36\x00\x00\x00",
-        b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00",
         b"II*\x00\x08\x00\x00\x00",
+        // An MP4 video: an ISO file, not an image.
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41",
     ] {
         let err = render(bytes, &png_out(), &opts()).expect_err("garbage");
         assert!(matches!(err, PipelineError::Unsupported(_)), "{err:?}");
         assert!(matches!(probe(bytes), Err(PipelineError::Unsupported(_))));
+    }
+    // HEIF containers cut short: recognised by their brand, refused as corrupt by our header
+    // walk (a bare `ftyp`) or by libheif (half the coded data).
+    let photo = DynamicImage::ImageRgb8(RgbImage::from_fn(64, 48, |x, y| {
+        Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+    }));
+    for (format, file) in [
+        (SourceFormat::Heic, encode_as(&photo, SourceFormat::Heic)),
+        (SourceFormat::Avif, encode_as(&photo, SourceFormat::Avif)),
+    ] {
+        let cut = file.len() - 40;
+        for bytes in [&file[..40], &file[..cut]] {
+            assert_eq!(SourceFormat::sniff(bytes), Some(format));
+            let err = render(bytes, &png_out(), &opts()).expect_err("truncated HEIF");
+            assert!(
+                matches!(err, PipelineError::Corrupt(_)),
+                "{format:?}: {err:?}"
+            );
+        }
+        let ok = render(&file, &png_out(), &opts()).expect("whole file");
+        assert!(!ok.bytes.is_empty());
     }
 }
 

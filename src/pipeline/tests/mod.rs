@@ -11,6 +11,7 @@ use image::{DynamicImage, Frame, ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage};
 use super::*;
 use crate::media::OutputFormat;
 use crate::params::{CropRect, Fit, Gravity, Transform};
+use libheif_rs::CompressionFormat;
 
 mod animation;
 mod decoders;
@@ -109,7 +110,36 @@ fn encode_as(img: &DynamicImage, f: SourceFormat) -> Vec<u8> {
         SourceFormat::Png => encode_png(img),
         SourceFormat::Webp => encode_webp(img),
         SourceFormat::Gif => encode_gif(&[img.to_rgba8()]),
+        SourceFormat::Heic | SourceFormat::Heif => encode_heif(img, CompressionFormat::Hevc),
+        SourceFormat::Avif => encode_heif(img, CompressionFormat::Av1),
     }
+}
+
+/// HEIC (x265) or AVIF (libaom) through libheif at high quality; 4:2:0 like phones write.
+fn encode_heif(img: &DynamicImage, format: libheif_rs::CompressionFormat) -> Vec<u8> {
+    use libheif_rs::{Channel, ColorSpace, EncoderQuality, HeifContext, Image, LibHeif, RgbChroma};
+    let rgba = img.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut image = Image::new(w, h, ColorSpace::Rgb(RgbChroma::Rgba)).expect("image");
+    image
+        .create_plane(Channel::Interleaved, w, h, 8)
+        .expect("plane");
+    {
+        let plane = image.planes_mut().interleaved.expect("interleaved");
+        for (dst, src) in plane
+            .data
+            .chunks_mut(plane.stride)
+            .zip(rgba.as_raw().chunks_exact(w as usize * 4))
+        {
+            dst[..src.len()].copy_from_slice(src);
+        }
+    }
+    let lib = LibHeif::new();
+    let mut enc = lib.encoder_for_format(format).expect("encoder");
+    enc.set_quality(EncoderQuality::Lossy(95)).expect("quality");
+    let mut ctx = HeifContext::new().expect("context");
+    ctx.encode_image(&image, &mut enc, None).expect("encode");
+    ctx.write_to_bytes().expect("write")
 }
 
 /// Render options of the pipeline's unit tests (plan tests use them too).
@@ -121,7 +151,10 @@ pub(super) fn opts() -> RenderOptions<'static> {
         max_avif_output_pixels: 8_388_608,
         max_animation_frames: 300,
         max_animation_pixels: 200_000_000,
-        avif_speed: 10,
+        avif: AvifSettings {
+            encoder: AvifEncoder::Rav1e,
+            speed: 10,
+        },
         watermark: None,
     }
 }
