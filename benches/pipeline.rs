@@ -1,5 +1,5 @@
 //! Pipeline benchmarks: decode (JPEG at full and DCT-scaled sizes, PNG, WebP), resize,
-//! encode per output format, and a whole `render`.
+//! encode per output format, a whole `render`, and animated GIF/WebP renders.
 //!
 //! Inputs come from `../shared/corpus` (relative to the crate root) when it exists; without
 //! it, generated images are used so the repository stands alone.
@@ -153,6 +153,8 @@ fn render_benches(c: &mut Criterion) {
         max_source_pixels: 100_000_000,
         max_output_pixels: 40_000_000,
         max_avif_output_pixels: 8_388_608,
+        max_animation_frames: 300,
+        max_animation_pixels: 400_000_000,
         avif: AVIF,
         watermark: None,
     };
@@ -178,9 +180,65 @@ fn render_benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// A generated animation like a typical web GIF: 480x270, 48 frames of 40 ms, a smooth
+/// background that drifts and a moving block (so neighbouring frames differ everywhere a
+/// little and somewhere a lot).
+fn animated_gif() -> Vec<u8> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let (w, h) = (480u32, 270u32);
+    let mut out = Vec::new();
+    {
+        let mut enc = GifEncoder::new_with_speed(&mut out, 10);
+        enc.set_repeat(Repeat::Infinite).expect("repeat");
+        for f in 0..48u32 {
+            let frame = image::RgbaImage::from_fn(w, h, |x, y| {
+                let (bx, by) = (f * 8, 100 + f);
+                if x >= bx && x < bx + 60 && y >= by && y < by + 60 {
+                    image::Rgba([230, 30, 30, 255])
+                } else {
+                    image::Rgba([((x + f * 2) / 2) as u8, (y / 2) as u8, 128, 255])
+                }
+            });
+            let delay = image::Delay::from_numer_denom_ms(40, 1);
+            enc.encode_frame(image::Frame::from_parts(frame, 0, 0, delay))
+                .expect("frame");
+        }
+    }
+    out
+}
+
+fn animation_benches(c: &mut Criterion) {
+    let opts = RenderOptions {
+        max_output: (8192, 8192),
+        max_source_pixels: 100_000_000,
+        max_output_pixels: 40_000_000,
+        max_avif_output_pixels: 8_388_608,
+        max_animation_frames: 300,
+        max_animation_pixels: 400_000_000,
+        avif: AVIF,
+        watermark: None,
+    };
+    let gif = animated_gif();
+    let webp = render(&gif, &Transform::for_format(OutputFormat::Webp, 80), &opts)
+        .expect("animated webp")
+        .bytes;
+    let mut g = c.benchmark_group("animation");
+    g.sample_size(10);
+    for (name, input) in [("gif", &gif), ("webp", &webp)] {
+        for fm in [OutputFormat::Webp, OutputFormat::Gif] {
+            let mut t = Transform::for_format(fm, 80);
+            t.width = Some(240);
+            g.bench_function(format!("{name}-480x270x48-to-{}-w240", fm.name()), |b| {
+                b.iter(|| render(black_box(input), &t, &opts).expect("render"))
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1));
-    targets = decode_benches, resize_benches, encode_benches, render_benches
+    targets = decode_benches, resize_benches, encode_benches, render_benches, animation_benches
 }
 criterion_main!(benches);

@@ -13,6 +13,7 @@ fn canonical_key(c: &mut Criterion) {
     let src = SourceTraits {
         format: SourceFormat::Jpeg,
         has_alpha: false,
+        animated: false,
     };
     c.bench_function("params/parse+resolve+variant_id", |b| {
         b.iter(|| {

@@ -119,6 +119,7 @@ impl Decoded {
             key: key.into(),
             etag: etag.into(),
             decoded: Cell::new(false),
+            consulted: Cell::new(false),
         }
     }
 
@@ -147,12 +148,18 @@ pub struct DecodedOf<'a> {
     key: Arc<str>,
     etag: Arc<str>,
     decoded: Cell<bool>,
+    consulted: Cell<bool>,
 }
 
 impl DecodedOf<'_> {
     /// Whether the render had to decode (a miss) rather than start from kept pixels.
     pub fn decoded(&self) -> bool {
         self.decoded.get()
+    }
+
+    /// Whether the render asked for a decode at all.
+    pub fn consulted(&self) -> bool {
+        self.consulted.get()
     }
 
     fn key(&self, scale: u32) -> DecodedKey {
@@ -171,6 +178,7 @@ impl DecodedSources for DecodedOf<'_> {
         estimate: u64,
         decode: &mut dyn FnMut() -> Result<DecodedSource, PipelineError>,
     ) -> Result<Arc<DecodedSource>, PipelineError> {
+        self.consulted.set(true);
         let mut decode = || {
             self.decoded.set(true);
             decode().map(Arc::new)

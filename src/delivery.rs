@@ -185,6 +185,7 @@ fn output(
     let traits = SourceTraits {
         format: info.format,
         has_alpha: info.has_alpha,
+        animated: info.animated(),
     };
     let (transform, negotiated) = params::resolve(pending, traits, accept, &state.parse);
     let limits = render_limits(state);
@@ -290,6 +291,8 @@ fn render_limits(state: &AppState) -> RenderOptions<'static> {
         max_source_pixels: l.max_source_pixels,
         max_output_pixels: l.max_output_pixels,
         max_avif_output_pixels: l.max_avif_output_pixels,
+        max_animation_frames: l.max_animation_frames,
+        max_animation_pixels: l.max_animation_pixels,
         avif: state.config.format.avif_settings,
         watermark: None,
     }
@@ -331,9 +334,10 @@ async fn render_variant(
                 .decoded
                 .of(&key_for_render, &original.meta.etag);
             let out = pipeline::render_with(&original.body, &t, &opts, Some(&kept));
+            // Animated renders and early refusals do not use the tier.
             if kept.decoded() {
                 m.cache_miss(Tier::Decoded);
-            } else {
+            } else if kept.consulted() {
                 m.cache_hit(Tier::Decoded);
             }
             m.render_finished(started.elapsed().as_secs_f64());

@@ -139,6 +139,7 @@ impl From<crate::pipeline::PipelineError> for Error {
                 ErrorKind::Unprocessable,
                 format!("image is {width}x{height} pixels, more than the limit of {limit}"),
             ),
+            P::AnimationTooLarge(m) => Error::new(ErrorKind::Unprocessable, m),
             P::InvalidParam { param, detail } => crate::params::ParamsError::Invalid {
                 param: param.into(),
                 detail,

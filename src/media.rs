@@ -261,6 +261,7 @@ pub enum OutputFormat {
     Png,
     Webp,
     Avif,
+    Gif,
 }
 
 impl OutputFormat {
@@ -270,6 +271,7 @@ impl OutputFormat {
             OutputFormat::Png => ImageType::Png,
             OutputFormat::Webp => ImageType::Webp,
             OutputFormat::Avif => ImageType::Avif,
+            OutputFormat::Gif => ImageType::Gif,
         }
     }
 
@@ -279,7 +281,8 @@ impl OutputFormat {
             ImageType::Png => OutputFormat::Png,
             ImageType::Webp => OutputFormat::Webp,
             ImageType::Avif => OutputFormat::Avif,
-            ImageType::Gif | ImageType::Heic | ImageType::Heif => return None,
+            ImageType::Gif => OutputFormat::Gif,
+            ImageType::Heic | ImageType::Heif => return None,
         })
     }
 
@@ -292,7 +295,7 @@ impl OutputFormat {
         self.image_type().name()
     }
 
-    /// By exact name (`fm=`: `jpeg`, `png`, `webp`, `avif`).
+    /// By exact name (`fm=`: `jpeg`, `png`, `webp`, `avif`, `gif`).
     pub fn from_name(s: &str) -> Option<Self> {
         ImageType::from_name(s).and_then(Self::from_image_type)
     }
@@ -304,6 +307,11 @@ impl OutputFormat {
 
     pub fn supports_alpha(self) -> bool {
         !matches!(self, OutputFormat::Jpeg)
+    }
+
+    /// Whether an animated source keeps its animation in this format (SPEC §9).
+    pub fn supports_animation(self) -> bool {
+        matches!(self, OutputFormat::Gif | OutputFormat::Webp)
     }
 }
 
@@ -336,13 +344,14 @@ mod tests {
             OutputFormat::from_name_or_alias("jpg"),
             Some(OutputFormat::Jpeg)
         );
-        assert_eq!(OutputFormat::from_name("gif"), None);
+        assert_eq!(OutputFormat::from_name("gif"), Some(OutputFormat::Gif));
         assert_eq!(OutputFormat::from_name("JPEG"), None);
         for f in [
             OutputFormat::Jpeg,
             OutputFormat::Png,
             OutputFormat::Webp,
             OutputFormat::Avif,
+            OutputFormat::Gif,
         ] {
             assert_eq!(OutputFormat::from_name(f.name()), Some(f));
         }

@@ -20,6 +20,15 @@ pub(super) fn validate_limits(l: &raw::Limits, errs: &mut Vec<String>) -> Limits
         l.max_avif_output_pixels,
         errs,
     );
+    nonzero(
+        "limits.max_animation_frames",
+        u64::from(l.max_animation_frames),
+        errs,
+    );
+    let max_animation_pixels = l
+        .max_animation_pixels
+        .unwrap_or(l.max_source_pixels.saturating_mul(4));
+    nonzero("limits.max_animation_pixels", max_animation_pixels, errs);
     let mut allowed_widths = l.allowed_widths.clone().unwrap_or_default();
     allowed_widths.sort_unstable();
     allowed_widths.dedup();
@@ -49,6 +58,8 @@ pub(super) fn validate_limits(l: &raw::Limits, errs: &mut Vec<String>) -> Limits
         transform_queue: l.transform_queue,
         max_output_pixels: l.max_output_pixels,
         max_avif_output_pixels: l.max_avif_output_pixels,
+        max_animation_frames: l.max_animation_frames,
+        max_animation_pixels,
     }
 }
 
@@ -60,7 +71,7 @@ pub(super) fn validate_format(f: &raw::Format, errs: &mut Vec<String>) -> Format
             Some(fm) => DefaultFormat::Fixed(fm),
             None => {
                 errs.push(format!(
-                    "format.default: `{other}` is not one of source, auto, jpeg, png, webp, avif"
+                    "format.default: `{other}` is not one of source, auto, jpeg, png, webp, avif, gif"
                 ));
                 DefaultFormat::Source
             }

@@ -93,6 +93,10 @@ pub struct LimitsConfig {
     pub max_output_pixels: u64,
     /// Most pixels of an AVIF output (the smaller of this and `max_output_pixels` applies).
     pub max_avif_output_pixels: u64,
+    /// Most frames of an animated source rendered with its animation.
+    pub max_animation_frames: u32,
+    /// Most pixels decoded for an animated render: frames × canvas pixels.
+    pub max_animation_pixels: u64,
 }
 
 /// What `fm` means when absent.

@@ -228,6 +228,10 @@ pub struct Limits {
     // Render cost caps (output pixels per format).
     pub max_output_pixels: u64,
     pub max_avif_output_pixels: u64,
+    /// Animated GIF/WebP sources rendered with their animation.
+    pub max_animation_frames: u32,
+    /// Sum over frames of the canvas pixels; `None` = `max_source_pixels` × 4.
+    pub max_animation_pixels: Option<u64>,
 }
 
 impl Default for Limits {
@@ -245,6 +249,8 @@ impl Default for Limits {
             max_output_pixels: 40_000_000,
             // 2^23: a 3840x2160 (4K UHD) frame still fits; AVIF is the slowest encoder per pixel.
             max_avif_output_pixels: 8_388_608,
+            max_animation_frames: 300,
+            max_animation_pixels: None,
         }
     }
 }

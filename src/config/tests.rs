@@ -160,6 +160,26 @@ fn output_pixel_caps() {
 }
 
 #[test]
+fn animation_limits() {
+    let c = Config::defaults();
+    assert_eq!(c.limits.max_animation_frames, 300);
+    assert_eq!(c.limits.max_animation_pixels, 400_000_000);
+    // The pixel default follows max_source_pixels unless set.
+    let c = Config::from_toml_and_env("[limits]\nmax_source_pixels = 1000\n", env(&[])).unwrap();
+    assert_eq!(c.limits.max_animation_pixels, 4000);
+    let c = Config::from_toml_and_env(
+        "[limits]\nmax_source_pixels = 1000\nmax_animation_pixels = 5\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_animation_pixels, 5);
+    for key in ["max_animation_frames", "max_animation_pixels"] {
+        let e = Config::from_toml_and_env(&format!("[limits]\n{key} = 0\n"), env(&[])).unwrap_err();
+        assert!(e.to_string().contains(&format!("limits.{key}")), "{e}");
+    }
+}
+
+#[test]
 fn gallery_and_hosted_ui() {
     let c = Config::defaults();
     assert!(c.gallery_enabled);

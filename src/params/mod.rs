@@ -156,6 +156,7 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
     let mut flip = (false, false);
     let mut crop = None;
     let mut watermark = None;
+    let mut first_frame = false;
     let mut share = None;
     let mut has_signature = false;
     let mut any_transform = false;
@@ -205,16 +206,16 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
                 }
             }
             "fm" => {
-                format = Some(match value {
-                    "auto" => FormatChoice::Auto,
-                    "avif" if !s.avif_enabled => {
-                        return Err(bad("fm", "avif output is disabled on this server"));
-                    }
-                    _ => FormatChoice::Fixed(
-                        OutputFormat::from_name(value)
-                            .ok_or_else(|| bad("fm", "expected jpeg, png, webp, avif or auto"))?,
-                    ),
-                })
+                format =
+                    Some(match value {
+                        "auto" => FormatChoice::Auto,
+                        "avif" if !s.avif_enabled => {
+                            return Err(bad("fm", "avif output is disabled on this server"));
+                        }
+                        _ => FormatChoice::Fixed(OutputFormat::from_name(value).ok_or_else(
+                            || bad("fm", "expected jpeg, png, webp, avif, gif or auto"),
+                        )?),
+                    })
             }
             "q" => quality = Some(parse_int("q", value, 1, 100)? as u8),
             "bg" => background = Some(parse_bg(value)?),
@@ -238,6 +239,12 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
                 }
             }
             "crop" => crop = Some(parse_crop(value)?),
+            "frame" => {
+                if value != "first" {
+                    return Err(bad("frame", "expected first"));
+                }
+                first_frame = true;
+            }
             "wm" => {
                 if !s.watermarks.contains(value) {
                     return Err(bad("wm", "no watermark of that name is configured"));
@@ -306,6 +313,7 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
         flip_v: flip.1,
         crop,
         watermark,
+        first_frame,
     };
     Ok(Parsed {
         transform: Some(PendingTransform {
@@ -363,6 +371,8 @@ fn fold_sizes(
 pub struct SourceTraits {
     pub format: SourceFormat,
     pub has_alpha: bool,
+    /// An animated GIF or WebP (more than one frame).
+    pub animated: bool,
 }
 
 /// Decides the output format (and with it the quality and background defaults).
@@ -395,11 +405,15 @@ fn resolve_inner(
     avif_enabled: bool,
 ) -> (Transform, bool) {
     use SourceFormat as SF;
+    // Whether the request would keep the animation of the source, where the format allows.
+    let animation = src.animated && !p.base.first_frame;
     let (format, negotiated) = match p.format {
         FormatChoice::Fixed(f) => (f, false),
         FormatChoice::Source => (
             match src.format {
                 SF::Jpeg => OutputFormat::Jpeg,
+                // A still GIF becomes a PNG (lossless, no palette); an animated one stays GIF.
+                SF::Gif if animation => OutputFormat::Gif,
                 SF::Png | SF::Gif => OutputFormat::Png,
                 SF::Webp => OutputFormat::Webp,
                 // Browsers do not show HEIC/HEIF: JPEG, as iPhones export them.
@@ -412,10 +426,14 @@ fn resolve_inner(
         ),
         FormatChoice::Auto => {
             let accept = accept.unwrap_or("");
-            let f = if avif_enabled && accepts(accept, "image/avif") {
+            // AVIF has no animation here: never negotiated for an animated source (SPEC §9).
+            let f = if avif_enabled && !src.animated && accepts(accept, "image/avif") {
                 OutputFormat::Avif
             } else if accepts(accept, "image/webp") {
                 OutputFormat::Webp
+            } else if animation {
+                // Every browser plays GIF: the animation is kept rather than cut to a still.
+                OutputFormat::Gif
             } else if src.has_alpha {
                 OutputFormat::Png
             } else {
@@ -426,8 +444,10 @@ fn resolve_inner(
     };
     let mut t = p.base.clone();
     t.format = format;
+    // `frame=first` only matters where the animation would otherwise be kept.
+    t.first_frame = t.first_frame && src.animated && format.supports_animation();
     t.quality = match format {
-        OutputFormat::Png => 0,
+        OutputFormat::Png | OutputFormat::Gif => 0,
         OutputFormat::Jpeg => p.quality.unwrap_or(s.jpeg_quality),
         OutputFormat::Webp => p.quality.unwrap_or(s.webp_quality),
         OutputFormat::Avif => p.quality.unwrap_or(s.avif_quality),
@@ -499,6 +519,9 @@ pub fn canonical(t: &Transform) -> String {
     }
     if let Some(w) = &t.watermark {
         let _ = write!(s, ";wm={w}");
+    }
+    if t.first_frame {
+        s.push_str(";frame=first");
     }
     s
 }

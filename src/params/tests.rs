@@ -25,6 +25,7 @@ fn resolved_with(q: &str, s: &ParseSettings) -> Transform {
     let src = SourceTraits {
         format: SourceFormat::Jpeg,
         has_alpha: false,
+        animated: false,
     };
     resolve(&p, src, None, s).0
 }
@@ -132,10 +133,12 @@ fn format_resolution() {
     let jpeg = SourceTraits {
         format: SourceFormat::Jpeg,
         has_alpha: false,
+        animated: false,
     };
     let png = SourceTraits {
         format: SourceFormat::Png,
         has_alpha: true,
+        animated: false,
     };
     let f = |src, accept| {
         let (t, vary) = resolve(&p, src, accept, &s);
@@ -166,6 +169,7 @@ fn format_resolution() {
     let gif = SourceTraits {
         format: SourceFormat::Gif,
         has_alpha: true,
+        animated: false,
     };
     assert_eq!(
         resolve(&p, gif, None, &s),
@@ -176,6 +180,74 @@ fn format_resolution() {
     assert_eq!(webp.quality, 80);
     let avif = resolved("w=1&fm=avif");
     assert_eq!(avif.quality, 60);
+}
+
+#[test]
+fn animated_sources_keep_animation_where_the_format_can() {
+    let s = settings();
+    let gif = SourceTraits {
+        format: SourceFormat::Gif,
+        has_alpha: false,
+        animated: true,
+    };
+    let webp = SourceTraits {
+        format: SourceFormat::Webp,
+        ..gif
+    };
+    let still_gif = SourceTraits {
+        animated: false,
+        ..gif
+    };
+    let f = |q: &str, src, accept| {
+        let p = parse(Some(q), &s).unwrap().transform.unwrap();
+        let (t, _) = resolve(&p, src, accept, &s);
+        (t.format, t.first_frame)
+    };
+    // No `fm` (format.default = source): an animated GIF stays GIF, a still one is PNG.
+    assert_eq!(f("w=10", gif, None), (OutputFormat::Gif, false));
+    assert_eq!(f("w=10", still_gif, None), (OutputFormat::Png, false));
+    assert_eq!(f("w=10&frame=first", gif, None), (OutputFormat::Png, false));
+    assert_eq!(f("w=10", webp, None), (OutputFormat::Webp, false));
+    // `fm=auto` never picks AVIF for an animated source, even for its first frame only.
+    let both = Some("image/avif,image/webp");
+    assert_eq!(f("w=10&fm=auto", gif, both), (OutputFormat::Webp, false));
+    assert_eq!(
+        f("w=10&fm=auto&frame=first", webp, both),
+        (OutputFormat::Webp, true)
+    );
+    assert_eq!(
+        f("w=10&fm=auto", still_gif, both),
+        (OutputFormat::Avif, false)
+    );
+    // Without WebP in Accept an animated source gets GIF, its first frame JPEG/PNG.
+    assert_eq!(f("w=10&fm=auto", webp, None), (OutputFormat::Gif, false));
+    assert_eq!(
+        f("w=10&fm=auto&frame=first", webp, None),
+        (OutputFormat::Jpeg, false)
+    );
+    // `frame=first` is canonical only where it changes the output.
+    assert_eq!(
+        f("w=10&fm=gif&frame=first", gif, None),
+        (OutputFormat::Gif, true)
+    );
+    assert_eq!(
+        f("w=10&fm=jpeg&frame=first", gif, None),
+        (OutputFormat::Jpeg, false)
+    );
+    assert_eq!(
+        f("w=10&fm=gif&frame=first", still_gif, None),
+        (OutputFormat::Gif, false)
+    );
+    let p = parse(Some("w=10&fm=gif&frame=first"), &s)
+        .unwrap()
+        .transform
+        .unwrap();
+    let (t, _) = resolve(&p, gif, None, &s);
+    assert_eq!(t.quality, 0);
+    assert!(canonical(&t).ends_with(";frame=first"), "{}", canonical(&t));
+    let p = parse(Some("w=10&fm=gif"), &s).unwrap().transform.unwrap();
+    assert_ne!(canonical(&resolve(&p, gif, None, &s).0), canonical(&t));
+    assert!(parse(Some("frame=last"), &s).is_err());
 }
 
 #[test]
@@ -211,7 +283,7 @@ fn error_texts() {
     );
     assert_eq!(
         text("fm=jpg"),
-        "invalid parameter `fm`: expected jpeg, png, webp, avif or auto"
+        "invalid parameter `fm`: expected jpeg, png, webp, avif, gif or auto"
     );
     assert_eq!(
         text("g=up"),

@@ -134,7 +134,7 @@ pub struct Transform {
     /// Whether the output may be larger than the (cropped) source.
     pub enlarge: bool,
     pub format: OutputFormat,
-    /// 1..=100; meaningless for PNG (always lossless), where it is set to 0.
+    /// 1..=100; meaningless for PNG (always lossless) and GIF (palette), where it is 0.
     pub quality: u8,
     /// RGBA padding / flattening colour. `None` means the default: white for JPEG
     /// (which has no alpha), transparent for the other formats.
@@ -150,6 +150,10 @@ pub struct Transform {
     pub crop: Option<CropRect>,
     /// Name of a configured watermark.
     pub watermark: Option<String>,
+    /// `frame=first`: only the first frame of an animated source. Canonical: set only when
+    /// it changes the output (an animated GIF/WebP source and an output format that would
+    /// otherwise keep the animation).
+    pub first_frame: bool,
 }
 
 impl Transform {
@@ -171,6 +175,7 @@ impl Transform {
             flip_v: false,
             crop: None,
             watermark: None,
+            first_frame: false,
         }
     }
 }

@@ -115,7 +115,7 @@ pub(super) fn png_icc(chunk: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// ICC profile and orientation of an extended WebP from our chunk walk.
-fn webp_metadata(input: &[u8]) -> (Option<Cow<'_, [u8]>>, Orientation) {
+pub(super) fn webp_metadata(input: &[u8]) -> (Option<Cow<'_, [u8]>>, Orientation) {
     let (icc, exif) = super::detect::webp_metadata(input);
     let orientation = exif
         .and_then(Orientation::from_exif_chunk)
@@ -205,7 +205,7 @@ impl Seek for PngWithout<'_> {
     }
 }
 
-fn limits(header: &Header<'_>, max_pixels: u64) -> Limits {
+pub(super) fn limits(header: &Header<'_>, max_pixels: u64) -> Limits {
     let mut limits = Limits::no_limits();
     limits.max_image_width = Some(header.width);
     limits.max_image_height = Some(header.height);
@@ -214,7 +214,11 @@ fn limits(header: &Header<'_>, max_pixels: u64) -> Limits {
     limits
 }
 
-fn map_image_error(e: ImageError, header: &Header<'_>, max_pixels: u64) -> PipelineError {
+pub(super) fn map_image_error(
+    e: ImageError,
+    header: &Header<'_>,
+    max_pixels: u64,
+) -> PipelineError {
     match e {
         ImageError::Limits(_) => PipelineError::TooManyPixels {
             width: header.width,

@@ -39,6 +39,13 @@ pub(crate) struct Header<'a> {
     /// Size of the frame with the most pixels (the image size for still images): what a
     /// decoder allocates, which for GIF can exceed the logical screen.
     pub largest_frame: (u32, u32),
+    /// Size of the first frame (the image size for still images): all a still render
+    /// decodes of an animation.
+    pub first_frame: (u32, u32),
+    /// How many times an animation plays, 0 = forever: WebP's `ANIM` loop count as is;
+    /// for GIF, 1 without a `NETSCAPE2.0` extension and its repeat count + 1 with one (0
+    /// stays 0), which is how browsers play them. 0 for still images.
+    pub plays: u32,
     /// Only for JPEG: metadata segments found before the first scan.
     pub jpeg: Option<JpegMeta<'a>>,
     /// Only for PNG: the data of the `iCCP` chunk the decoder would read (the first one,
@@ -55,6 +62,8 @@ impl Header<'_> {
             has_alpha,
             frames: 1,
             largest_frame: (width, height),
+            first_frame: (width, height),
+            plays: 0,
             jpeg: None,
             png_iccp: None,
         }
@@ -318,7 +327,7 @@ fn webp_header(input: &[u8]) -> Option<Header<'_>> {
 }
 
 /// RIFF chunks of a WebP as `(fourcc, payload)`, stopping at the first truncated one.
-fn webp_chunks(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub(crate) fn webp_chunks(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     let mut pos = 12usize;
     std::iter::from_fn(move || {
         let kind = input.get(pos..pos + 4)?;
@@ -330,18 +339,24 @@ fn webp_chunks(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// Counts the `ANMF` frames of an animated WebP and finds the largest. A frame must lie
-/// within the canvas, which the decoder checks; counting it here keeps the limit in one
-/// place whatever the decoder does.
+/// Counts the `ANMF` frames of an animated WebP, finds the first and the largest, and
+/// reads the loop count from `ANIM`. A frame must lie within the canvas, which the decoder
+/// checks; counting it here keeps the limit in one place whatever the decoder does.
 fn webp_frames(input: &[u8], header: &mut Header<'_>) {
     let mut frames = 0u32;
     for (kind, data) in webp_chunks(input) {
+        if kind == b"ANIM" {
+            header.plays = le16(data, 4).unwrap_or(0);
+        }
         if kind != b"ANMF" {
             continue;
         }
         frames = frames.saturating_add(1);
         if let (Some(w), Some(h)) = (le24(data, 6), le24(data, 9)) {
             let (w, h) = (w + 1, h + 1);
+            if frames == 1 {
+                header.first_frame = (w, h);
+            }
             let (lw, lh) = header.largest_frame;
             if u64::from(w) * u64::from(h) > u64::from(lw) * u64::from(lh) {
                 header.largest_frame = (w, h);
@@ -387,6 +402,8 @@ fn gif_header(input: &[u8]) -> Option<Header<'_>> {
     }
     let mut header = Header::still(SourceFormat::Gif, width, height, false);
     let mut frames = 0u32;
+    // The repeat count of the first NETSCAPE2.0 (or ANIMEXTS1.0) application extension.
+    let mut repeat: Option<u32> = None;
     // Skips data sub-blocks; `None` when truncated.
     let skip_sub_blocks = |mut pos: usize| -> Option<usize> {
         loop {
@@ -406,6 +423,9 @@ fn gif_header(input: &[u8]) -> Option<Header<'_>> {
                         header.has_alpha = true;
                     }
                 }
+                if repeat.is_none() {
+                    repeat = gif_repeat(input, pos);
+                }
                 match skip_sub_blocks(pos + 2) {
                     Some(next) => pos = next,
                     None if frames == 0 => return None,
@@ -424,8 +444,11 @@ fn gif_header(input: &[u8]) -> Option<Header<'_>> {
                     break;
                 };
                 let local = input.get(pos + 9).copied().unwrap_or(0);
-                if frames == 0 && (l > 0 || t > 0 || w < width || h < height) {
-                    header.has_alpha = true;
+                if frames == 0 {
+                    header.first_frame = (w, h);
+                    if l > 0 || t > 0 || w < width || h < height {
+                        header.has_alpha = true;
+                    }
                 }
                 frames = frames.saturating_add(1);
                 let (lw, lh) = header.largest_frame;
@@ -450,5 +473,26 @@ fn gif_header(input: &[u8]) -> Option<Header<'_>> {
         return None;
     }
     header.frames = frames;
+    header.plays = match repeat {
+        None => 1,
+        Some(0) => 0,
+        Some(n) => n + 1,
+    };
     Some(header)
+}
+
+/// The repeat count of a GIF application extension at `pos` when it is the looping one:
+/// `21 FF 0B "NETSCAPE2.0"` then the sub-block `03 01 <u16 LE>`.
+fn gif_repeat(input: &[u8], pos: usize) -> Option<u32> {
+    if input.get(pos + 1..pos + 3)? != [0xFF, 11] {
+        return None;
+    }
+    let app = input.get(pos + 3..pos + 14)?;
+    if app != b"NETSCAPE2.0" && app != b"ANIMEXTS1.0" {
+        return None;
+    }
+    if input.get(pos + 14..pos + 16)? != [3, 1] {
+        return None;
+    }
+    le16(input, pos + 16)
 }

@@ -43,6 +43,7 @@ pub(crate) fn encode(
             AvifEncoder::Aom => avif_aom(bytes, w, h, alpha, quality, avif.speed),
             AvifEncoder::Rav1e => avif_rav1e(bytes, w, h, alpha, quality, avif.speed),
         },
+        OutputFormat::Gif => super::animation::gif_still(bytes, w, h, alpha),
     }
 }
 

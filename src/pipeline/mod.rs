@@ -21,11 +21,15 @@
 //! 9. **flatten** – onto the background when the output has no alpha.
 //! 10. **encode** – sRGB, 8-bit, no metadata.
 //!
+//! An animated GIF or WebP asked as GIF or WebP (without `frame=first`) goes through
+//! `animation`: the same plan and steps 4–9 for every frame, then one animated encode.
+//!
 //! Crop and resize run in the stored orientation (the crop rectangle is mapped back), and
 //! orientation is applied to the already-resized image: rotating a thumbnail instead of a
 //! 12 MP frame, with an identical result since both steps commute with the square's
 //! symmetries.
 
+mod animation;
 mod color;
 mod decode;
 mod detect;
@@ -122,6 +126,13 @@ pub struct SourceInfo {
     pub frames: u32,
 }
 
+impl SourceInfo {
+    /// An animated GIF or WebP: more than one frame, in a format whose animation we keep.
+    pub fn animated(&self) -> bool {
+        self.frames > 1 && matches!(self.format, SourceFormat::Gif | SourceFormat::Webp)
+    }
+}
+
 /// Header-only: magic bytes + dimensions (as stored, before orientation) + alpha; never
 /// decodes pixels.
 pub fn probe(input: &[u8]) -> Result<SourceInfo, PipelineError> {
@@ -145,7 +156,8 @@ impl SourceInfo {
 /// entropy-coded byte is still read, so truncation is found, at a fraction of the cost).
 pub fn check(input: &[u8], max_pixels: u64) -> Result<SourceInfo, PipelineError> {
     let h = detect::read_header(input)?;
-    check_pixels(&h, max_pixels)?;
+    // Every frame: a stored animation may later be rendered whole.
+    check_pixels(&h, max_pixels, true)?;
     decode::decode(input, &h, 8, max_pixels)?;
     Ok(SourceInfo::of(&h))
 }
@@ -209,6 +221,10 @@ pub struct RenderOptions<'a> {
     pub max_output_pixels: u64,
     /// The same for AVIF output, the slowest encoder per pixel.
     pub max_avif_output_pixels: u64,
+    /// Animated renders (every frame decoded): most frames, from the header.
+    pub max_animation_frames: u32,
+    /// Animated renders: most frames × canvas pixels, from the header.
+    pub max_animation_pixels: u64,
 }
 
 impl RenderOptions<'_> {
@@ -242,6 +258,9 @@ pub enum PipelineError {
     /// The source header declares more pixels than allowed (→ 422).
     #[error("image is too large: {width}x{height} exceeds the limit of {limit} pixels")]
     TooManyPixels { width: u32, height: u32, limit: u64 },
+    /// An animation with more frames or frame pixels than allowed (→ 422).
+    #[error("{0}")]
+    AnimationTooLarge(String),
     /// A transform parameter does not fit this image (→ 400).
     #[error("invalid {param}: {detail}")]
     InvalidParam { param: &'static str, detail: String },
@@ -277,10 +296,20 @@ pub trait DecodedSources {
     ) -> Result<Arc<DecodedSource>, PipelineError>;
 }
 
-/// Refuses headers declaring more than `limit` pixels, for the image or any of its frames
-/// (a GIF frame can be larger than its logical screen).
-fn check_pixels(header: &detect::Header<'_>, limit: u64) -> Result<(), PipelineError> {
-    for (width, height) in [(header.width, header.height), header.largest_frame] {
+/// Refuses headers declaring more than `limit` pixels, for the image and its first frame,
+/// or with `all_frames` any of its frames (a GIF frame can be larger than its logical
+/// screen). A still render decodes only the first frame.
+fn check_pixels(
+    header: &detect::Header<'_>,
+    limit: u64,
+    all_frames: bool,
+) -> Result<(), PipelineError> {
+    let frame = if all_frames {
+        header.largest_frame
+    } else {
+        header.first_frame
+    };
+    for (width, height) in [(header.width, header.height), frame] {
         check_source_pixels(width, height, limit)?;
     }
     Ok(())
@@ -330,20 +359,14 @@ pub fn render_with(
     sources: Option<&dyn DecodedSources>,
 ) -> Result<Rendered, PipelineError> {
     let (header, facts, plan) = plan_before_decode(input, t, opts)?;
+    if animation::applies(&header, t) {
+        return animation::render(input, &header, facts, plan, t, opts);
+    }
     let source = decode_source(input, &header, plan.shrink, opts, sources)?;
     let plan = plan.for_orientation(facts, source.orientation, t, opts)?;
 
-    let mut img = crop_and_resize(source, &plan, facts.stored)?;
-    img.apply_orientation(plan.orient.to_image());
-    let bg = background(t);
-    img = canvas(img, plan.canvas, t.gravity, bg);
-    apply_effects(&mut img, t);
-    if let Some(wm) = opts.watermark {
-        wm.apply(&mut img)?;
-    }
-    if !t.format.supports_alpha() {
-        img = effects::flatten(img, bg);
-    }
+    let img = resize_and_orient(source, &plan, facts.stored)?;
+    let img = finish(img, plan.canvas, t, opts)?;
 
     let (width, height) = (img.width(), img.height());
     let bytes = encode::encode(img, t.format, t.quality, opts.avif)?;
@@ -356,16 +379,24 @@ pub fn render_with(
 }
 
 /// The header and the plan made from it: every refusal that needs no pixels (source
-/// pixels, parameters, output size and pixel caps), before any pixel buffer exists.
+/// pixels, animation limits, parameters, output size and pixel caps), before any pixel
+/// buffer exists.
 fn plan_before_decode<'a>(
     input: &'a [u8],
     t: &Transform,
     opts: &RenderOptions,
 ) -> Result<(detect::Header<'a>, Facts, Plan), PipelineError> {
     let header = detect::read_header(input)?;
-    check_pixels(&header, opts.max_source_pixels)?;
+    let animated = animation::applies(&header, t);
+    check_pixels(&header, opts.max_source_pixels, animated)?;
+    if animated {
+        animation::check_source(&header, opts)?;
+    }
     let facts = Facts::of(&header);
     let plan = Plan::before_decode(facts, t, opts)?;
+    if animated {
+        animation::check_output(&plan, header.frames, t, opts)?;
+    }
     Ok((header, facts, plan))
 }
 
@@ -398,6 +429,37 @@ fn decode_source(
         }
         None => Ok(Arc::new(decode()?)),
     }
+}
+
+/// Crop and resize, then orientation (`rot`, `flip` and EXIF).
+fn resize_and_orient(
+    source: Arc<DecodedSource>,
+    plan: &Plan,
+    stored: (u32, u32),
+) -> Result<DynamicImage, PipelineError> {
+    let mut img = crop_and_resize(source, plan, stored)?;
+    img.apply_orientation(plan.orient.to_image());
+    Ok(img)
+}
+
+/// The steps after orientation: canvas, effects, watermark, and flattening for formats
+/// without alpha.
+fn finish(
+    img: DynamicImage,
+    step: CanvasStep,
+    t: &Transform,
+    opts: &RenderOptions,
+) -> Result<DynamicImage, PipelineError> {
+    let bg = background(t);
+    let mut img = canvas(img, step, t.gravity, bg);
+    apply_effects(&mut img, t);
+    if let Some(wm) = opts.watermark {
+        wm.apply(&mut img)?;
+    }
+    if !t.format.supports_alpha() {
+        img = effects::flatten(img, bg);
+    }
+    Ok(img)
 }
 
 /// Crop + resize in one resampling pass, in the stored orientation and at the decoded

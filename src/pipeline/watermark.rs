@@ -43,7 +43,7 @@ impl Watermark {
             });
         }
         let header = detect::read_header(bytes)?;
-        super::check_pixels(&header, MAX_WATERMARK_PIXELS)?;
+        super::check_pixels(&header, MAX_WATERMARK_PIXELS, false)?;
         let decoded = decode::decode(bytes, &header, 1, MAX_WATERMARK_PIXELS)?;
         let mut image = DynamicImage::ImageRgba8(decoded.image.into_rgba8());
         image.apply_orientation(Orient::from_image(decoded.orientation).to_image());

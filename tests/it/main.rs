@@ -2,6 +2,7 @@
 // Tests decode outputs directly to check pixels.
 #![allow(clippy::disallowed_methods)]
 
+mod animation;
 mod api;
 mod auth;
 mod delivery;

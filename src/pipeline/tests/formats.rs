@@ -16,6 +16,7 @@ fn every_input_to_every_output() {
         (OutputFormat::Png, 0),
         (OutputFormat::Webp, 90),
         (OutputFormat::Avif, 60),
+        (OutputFormat::Gif, 0),
     ];
     for input in inputs {
         let bytes = encode_as(&src, input);
@@ -31,6 +32,7 @@ fn every_input_to_every_output() {
                 OutputFormat::Png => out.bytes.starts_with(b"\x89PNG"),
                 OutputFormat::Webp => out.bytes.get(8..12) == Some(b"WEBP"),
                 OutputFormat::Avif => out.bytes.get(4..12) == Some(b"ftypavif"),
+                OutputFormat::Gif => out.bytes.starts_with(b"GIF89a"),
             };
             assert!(magic_ok, "{input:?} -> {fm:?}: bad magic");
             if fm == OutputFormat::Avif {

@@ -13,6 +13,7 @@ use crate::media::OutputFormat;
 use crate::params::{CropRect, Fit, Gravity, Transform};
 use libheif_rs::CompressionFormat;
 
+mod animation;
 mod decoders;
 mod effects;
 mod formats;
@@ -148,6 +149,8 @@ pub(super) fn opts() -> RenderOptions<'static> {
         max_source_pixels: 50_000_000,
         max_output_pixels: 40_000_000,
         max_avif_output_pixels: 8_388_608,
+        max_animation_frames: 300,
+        max_animation_pixels: 200_000_000,
         avif: AvifSettings {
             encoder: AvifEncoder::Rav1e,
             speed: 10,
