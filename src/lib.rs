@@ -13,6 +13,7 @@ pub mod headers;
 pub mod library;
 pub mod media;
 pub mod metadata;
+pub mod originals;
 pub mod params;
 pub mod pipeline;
 pub mod server;
