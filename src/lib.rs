@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod facts;
 pub mod headers;
 pub mod library;
 pub mod media;

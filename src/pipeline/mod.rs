@@ -28,6 +28,7 @@
 
 mod color;
 mod decode;
+mod describe;
 mod detect;
 mod effects;
 mod encode;
@@ -147,6 +148,24 @@ pub fn check(input: &[u8], max_pixels: u64) -> Result<SourceInfo, PipelineError>
     check_pixels(&h, max_pixels)?;
     decode::decode(input, &h, 8, max_pixels)?;
     Ok(SourceInfo::of(&h))
+}
+
+/// Upload validation (as [`check`]) plus the image's facts (SPEC §10), from the same
+/// small decode: JPEG at 1/8 in the IDCT, other formats at full size.
+pub fn inspect(
+    input: &[u8],
+    max_pixels: u64,
+) -> Result<(SourceInfo, crate::facts::Facts), PipelineError> {
+    describe::describe(input, max_pixels, None)
+}
+
+/// The facts of an original, starting from a decode kept in `sources` when there is one.
+pub fn facts_with(
+    input: &[u8],
+    max_pixels: u64,
+    sources: Option<&dyn DecodedSources>,
+) -> Result<crate::facts::Facts, PipelineError> {
+    describe::describe(input, max_pixels, sources).map(|(_, f)| f)
 }
 
 /// Server-side settings for one render.
@@ -287,7 +306,7 @@ pub fn render_with(
     sources: Option<&dyn DecodedSources>,
 ) -> Result<Rendered, PipelineError> {
     let (header, facts, plan) = plan_before_decode(input, t, opts)?;
-    let source = decode_source(input, &header, plan.shrink, opts, sources)?;
+    let source = decode_source(input, &header, plan.shrink, opts.max_source_pixels, sources)?;
     let plan = plan.for_orientation(facts, source.orientation, t, opts)?;
 
     let mut img = crop_and_resize(source, &plan, facts.stored)?;
@@ -331,11 +350,11 @@ fn decode_source(
     input: &[u8],
     header: &detect::Header<'_>,
     shrink: u32,
-    opts: &RenderOptions,
+    max_pixels: u64,
     sources: Option<&dyn DecodedSources>,
 ) -> Result<Arc<DecodedSource>, PipelineError> {
     let mut decode = || {
-        let decoded = decode::decode(input, header, shrink, opts.max_source_pixels)?;
+        let decoded = decode::decode(input, header, shrink, max_pixels)?;
         let mut image = decoded.image;
         if let Some(icc) = &decoded.icc {
             color::to_srgb(&mut image, icc);
