@@ -53,6 +53,8 @@ label_enum!(
         Variant => "variant",
         Original => "original",
         Decoded => "decoded",
+        Stripped => "stripped",
+        Facts => "facts",
     }
 );
 

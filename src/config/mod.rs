@@ -24,6 +24,7 @@ use std::time::Duration;
 pub use crate::auth::access::{AccessConfig, OtherAccess};
 pub use crate::auth::ratelimit::RateLimitConfig;
 pub use crate::auth::settings::{AuthConfig, CognitoConfig, LocalAuthConfig};
+pub use crate::originals::MetadataPolicy;
 pub use crate::storage::StorageConfig;
 pub use crate::storage::s3::{S3Config, S3StaticCredentials};
 pub use crate::telemetry::{LogConfig, LogFormat};
@@ -46,6 +47,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub shares_max_ttl_s: u64,
     pub watermarks: BTreeMap<String, WatermarkConfig>,
+    /// `originals.metadata`: who gets the stored bytes of a request without parameters.
+    pub originals_metadata: MetadataPolicy,
     /// Accepted but risky combinations, each naming its keys; logged at start-up and
     /// printed by `check-config`.
     pub warnings: Vec<String>,
@@ -309,6 +312,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let watermarks = delivery::validate_watermarks(&raw.watermarks, &mut errs);
+    let originals_metadata = delivery::validate_originals(&raw.originals, &mut errs);
 
     if !errs.is_empty() {
         return Err(ConfigError(errs));
@@ -331,6 +335,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limit,
         shares_max_ttl_s: raw.shares.max_ttl_s,
         watermarks,
+        originals_metadata,
         warnings,
     })
 }

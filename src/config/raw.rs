@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub shares: Shares,
     pub rate_limit: RateLimit,
     pub watermarks: BTreeMap<String, Watermark>,
+    pub originals: Originals,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +269,22 @@ impl Default for Format {
             webp_quality: 80,
             avif_quality: 60,
             avif_speed: 9,
+        }
+    }
+}
+
+/// `[originals]`: what a request without parameters returns (SPEC §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Originals {
+    /// `owner` (default), `strip` or `keep`.
+    pub metadata: String,
+}
+
+impl Default for Originals {
+    fn default() -> Self {
+        Originals {
+            metadata: "owner".into(),
         }
     }
 }
