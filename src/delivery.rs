@@ -320,7 +320,7 @@ async fn serve_original(
     if policy == MetadataPolicy::Keep {
         return Ok(stored(asked.audience));
     }
-    let (id, stripped) = stripped(state, asked.key, original).await?;
+    let (id, stripped) = stripped(state, asked.key, original).await;
     if let Ok(Stripped::Unchanged) = &stripped.value {
         return Ok(stored(asked.audience));
     }
@@ -360,34 +360,33 @@ async fn serve_original(
     Ok(heads.ok_with(content_type, body, layout.len() as u64, outcome))
 }
 
-/// The stripped layout of this version of the original, from its tier or walked on a
-/// blocking thread (a JPEG's walk looks at every 0xFF of the entropy-coded data for EOI:
-/// about a millisecond for 4 MB), outside the transform queue: originals are served while
-/// renders wait, as before. Returns its id too, which is also its ETag.
+/// The stripped layout of this version of the original, from its tier or walked here.
+/// The walk reads container headers and, for JPEG, looks at each 0xFF of the
+/// entropy-coded data for EOI (about a millisecond for 4 MB): light and linear like the
+/// header probe made when an original is fetched, so it runs inline rather than in the
+/// transform queue, and originals are still served while renders wait. Returns its id
+/// too, which is also its ETag.
 async fn stripped(
     state: &AppState,
     key: &str,
     original: &Arc<Original>,
-) -> Result<(VariantId, Arc<Derived<Result<Stripped, StripError>>>), Error> {
+) -> (VariantId, Arc<Derived<Result<Stripped, StripError>>>) {
     let id = crate::cache::version_id("stripped-v1", key, &original.meta.etag);
     let tier = &state.caches.stripped;
     if let Some(hit) = tier.get(&id).await {
         state.metrics.cache_hit(Tier::Stripped);
-        return Ok((id, hit));
+        return (id, hit);
     }
     state.metrics.cache_miss(Tier::Stripped);
-    let body = original.body.clone();
-    let key: Arc<str> = key.into();
     let entry = tier
-        .try_get_with(id, async {
-            let value = tokio::task::spawn_blocking(move || crate::originals::strip(&body))
-                .await
-                .map_err(|e| Error::internal(format!("strip task failed: {e}")))?;
-            Ok::<_, Error>(Arc::new(Derived { value, key }))
+        .get_with(id, async {
+            Arc::new(Derived {
+                value: crate::originals::strip(&original.body),
+                key: key.into(),
+            })
         })
-        .await
-        .map_err(|e| (*e).clone())?;
-    Ok((id, entry))
+        .await;
+    (id, entry)
 }
 
 /// The owner of the key or an admin (SPEC §10: who gets the stored metadata, GPS

@@ -1,5 +1,7 @@
 //! Structure-level tests on hand-built files; the integration tests (`tests/it/privacy.rs`)
 //! check the same with files written by exiftool and read back by exiftool and Pillow.
+// The tests decode outputs directly to compare pixels.
+#![allow(clippy::disallowed_methods)]
 
 use super::*;
 use image::{DynamicImage, ImageFormat, RgbImage};
