@@ -398,6 +398,35 @@ mod tests {
         );
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        std::fs::read(path.join(name)).unwrap()
+    }
+
+    #[test]
+    fn header_facts_of_fixtures() {
+        // Stored 48x64 with orientation 6: shown 64x48.
+        let (info, f) = describe(&fixture("orient6.jpg"), 1 << 30, None).unwrap();
+        assert_eq!((info.width, info.height), (48, 64));
+        assert_eq!(
+            (f.display_width, f.display_height, f.orientation),
+            (64, 48, 6)
+        );
+        assert_eq!(
+            (f.format.as_str(), f.animated, f.frames),
+            ("jpeg", false, 1)
+        );
+        let (_, f) = describe(&fixture("anim.gif"), 1 << 30, None).unwrap();
+        assert!(f.animated && f.frames > 1);
+        let (_, f) = describe(&fixture("alpha.webp"), 1 << 30, None).unwrap();
+        assert!(f.has_alpha && f.taken_at.is_none() && f.gps.is_none());
+        assert!(f.blurhash.is_some() && f.dominant_color.is_some());
+        assert!(matches!(
+            describe(&fixture("orient6.jpg"), 100, None),
+            Err(PipelineError::TooManyPixels { .. })
+        ));
+    }
+
     #[test]
     fn colours() {
         let mut img = image::RgbaImage::from_pixel(10, 10, image::Rgba([200, 10, 10, 255]));
