@@ -58,6 +58,10 @@ fn strip_and_facts(c: &mut Criterion) {
     g.bench_function("strip-walk/jpeg-12mp", |b| {
         b.iter(|| originals::strip(black_box(&input)).unwrap())
     });
+    // What facts cost beyond the decode upload validation made anyway.
+    g.bench_function("decode-1/8/jpeg-12mp", |b| {
+        b.iter(|| imgorigin::pipeline::bench::decode(black_box(&input), 8).unwrap())
+    });
     g.bench_function("facts/jpeg-12mp", |b| {
         b.iter(|| imgorigin::pipeline::inspect(black_box(&input), 100_000_000).unwrap())
     });
