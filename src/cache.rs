@@ -1,8 +1,11 @@
-//! In-memory tiers, weighed by bytes: rendered variants, originals, and decoded originals.
+//! In-memory tiers, weighed by bytes: rendered variants, originals, decoded originals, and
+//! two small ones per original version: its stripped layout and its facts (SPEC §10).
 //! Concurrent identical misses are computed once (moka's `try_get_with` coalesces them).
 //! Entries are immutable; a hit is a refcount bump on `Bytes` or the pixels' `Arc`.
 
 use crate::error::Error;
+use crate::facts::Facts;
+use crate::originals::{StripError, Stripped};
 use crate::pipeline::{self, DecodedSource, DecodedSources, PipelineError, SourceInfo};
 use crate::storage::{Object, ObjectMeta, Storage, StorageError};
 use axum::http::HeaderValue;
@@ -29,6 +32,12 @@ pub struct Original {
     pub checked_at: Instant,
     /// `meta.last_modified` as an HTTP date, formatted once for every response.
     pub last_modified: Option<HeaderValue>,
+}
+
+impl From<Object> for Original {
+    fn from(obj: Object) -> Self {
+        Original::new(obj)
+    }
 }
 
 impl Original {
@@ -76,10 +85,41 @@ pub trait OriginalEvents: Sync {
 
 pub type VariantId = [u8; 16];
 
+/// An id for something derived from one version of an original (`what` names it and its
+/// version): the cache key of the small tiers, and (hex) the strong ETag of what is served
+/// from them.
+pub fn version_id(what: &str, key: &str, etag: &str) -> VariantId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [what, key, etag] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
+/// Something small derived from one original version, with its key for purges.
+pub struct Derived<T> {
+    pub value: T,
+    pub key: Arc<str>,
+}
+
+/// Budget of each small tier: a stripped layout is a few hundred bytes, facts about 500.
+const SMALL_TIER_BYTES: u64 = 16 << 20;
+
 pub struct Caches {
     pub variants: moka::future::Cache<VariantId, Arc<Variant>>,
     pub originals: moka::future::Cache<Arc<str>, Arc<Original>>,
     pub decoded: Decoded,
+    /// What a request without parameters sends to callers who get no metadata: ranges of
+    /// the original's bytes, so a hit copies nothing (`version_id("stripped-v1", ..)`).
+    /// A file whose structure cannot be walked is kept as such (`Err`).
+    pub stripped: moka::future::Cache<VariantId, Arc<Derived<Result<Stripped, StripError>>>>,
+    /// Facts of originals, from their record or computed (`version_id("facts-v1", ..)`).
+    pub facts: moka::future::Cache<VariantId, Arc<Derived<Facts>>>,
 }
 
 /// Which decode of which original: a new version (ETag) is another entry.
@@ -92,7 +132,9 @@ struct DecodedKey {
 
 /// Decoded originals (pixels after colour conversion, at the JPEG shrink-on-load scale a
 /// render chose). A page asks for several widths of one image (`srcset`); each new width
-/// then costs a resample and an encode instead of a full decode.
+/// then costs a resample and an encode instead of a full decode. Cloning shares the tier
+/// (for work moved to the worker pool).
+#[derive(Clone)]
 pub struct Decoded {
     cache: moka::sync::Cache<DecodedKey, Arc<DecodedSource>>,
     /// Larger decodes bypass the tier: one would evict everything else.
@@ -221,6 +263,20 @@ impl Caches {
                 .weigher(|k: &Arc<str>, v: &Arc<Original>| weight(v.body.len() + k.len()))
                 .build(),
             decoded: Decoded::new(decoded_bytes),
+            stripped: moka::future::Cache::builder()
+                .max_capacity(SMALL_TIER_BYTES)
+                .weigher(|_k, v: &Arc<Derived<Result<Stripped, StripError>>>| {
+                    let layout = match &v.value {
+                        Ok(Stripped::Layout(l)) => l.footprint(),
+                        _ => 0,
+                    };
+                    weight(layout + v.key.len())
+                })
+                .build(),
+            facts: moka::future::Cache::builder()
+                .max_capacity(SMALL_TIER_BYTES)
+                .weigher(|_k, v: &Arc<Derived<Facts>>| weight(512 + v.key.len()))
+                .build(),
         }
     }
 
@@ -307,6 +363,24 @@ impl Caches {
             .collect();
         for k in originals {
             self.originals.invalidate(&*k).await;
+        }
+        let stripped: Vec<_> = self
+            .stripped
+            .iter()
+            .filter(|(_, v)| matches(&v.key))
+            .map(|(id, _)| id)
+            .collect();
+        for id in stripped {
+            self.stripped.invalidate(&*id).await;
+        }
+        let facts: Vec<_> = self
+            .facts
+            .iter()
+            .filter(|(_, v)| matches(&v.key))
+            .map(|(id, _)| id)
+            .collect();
+        for id in facts {
+            self.facts.invalidate(&*id).await;
         }
         self.decoded.purge(&matches);
     }

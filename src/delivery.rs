@@ -1,13 +1,17 @@
 //! The image route, top to bottom: key → principal → access → params → original (cached,
 //! size-capped) → format decision → variant identity → 304? → variant cache or render on the
 //! bounded pool → headers. Cheap checks come before expensive ones.
+//!
+//! Without parameters the original is served (SPEC §10): stored bytes, or a copy without
+//! metadata streamed from them; with `fm=json`, its facts.
 
 use crate::auth::ratelimit::ClientKey;
-use crate::auth::{self, Principal};
-use crate::cache::{Original, OriginalEvents, OriginalPolicy, Variant, VariantId};
+use crate::auth::{self, Principal, access};
+use crate::cache::{Derived, Original, OriginalEvents, OriginalPolicy, Variant, VariantId};
 use crate::error::{Error, ErrorKind};
 use crate::headers::{Audience, ETag, ResponseHeads};
 use crate::media::OutputFormat;
+use crate::originals::{Layout, MetadataPolicy, StripError, Stripped};
 use crate::params::{self, PendingTransform, SourceTraits, Transform};
 use crate::pipeline::{self, RenderOptions};
 use crate::state::AppState;
@@ -15,8 +19,13 @@ use crate::storage::key;
 use crate::telemetry::{Metrics, Tier};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Response, Uri, header};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use crate::headers::CacheOutcome;
@@ -39,8 +48,18 @@ pub async fn handle(
     let parsed = params::parse(uri.query(), &state.parse)?;
     let audience = audience(state, &principal, &key, parsed.share.as_deref(), now).await?;
     let original = fetch_original(state, &key).await?;
+    let asked = Asked {
+        principal: &principal,
+        key: &key,
+        headers,
+        audience,
+        head_only,
+    };
+    if parsed.facts {
+        return serve_facts(state, &asked, &original).await;
+    }
     let Some(pending) = parsed.transform else {
-        return serve_original(state, &original, headers, audience, head_only);
+        return serve_original(state, &asked, &original).await;
     };
     let (transform, negotiated) = output(state, &original, &pending, headers)?;
     let id = params::variant_id(&key, &original.meta.etag, &transform);
@@ -253,14 +272,29 @@ async fn variant(
     Ok((v, CacheOutcome::Miss))
 }
 
-/// No parameters: the stored bytes, untouched, under the storage ETag. Only image types
-/// are served, so the origin never hands out HTML or scripts from its domain.
-fn serve_original(
-    state: &AppState,
-    original: &Original,
-    req: &HeaderMap,
+/// Who asked for which original, and how the answer may be cached.
+struct Asked<'a> {
+    principal: &'a Principal,
+    key: &'a str,
+    headers: &'a HeaderMap,
     audience: Audience,
     head_only: bool,
+}
+
+/// No parameters (SPEC §10): the stored bytes for callers allowed them (the owner and
+/// admins under `originals.metadata = owner`, everyone under `keep`), for everyone else
+/// a copy without EXIF/XMP/IPTC/comments, streamed from the stored bytes under its own
+/// ETag. A file with nothing to remove is served as stored, to everyone, under the
+/// storage ETag. Only image types are served, so the origin never hands out HTML or
+/// scripts from its domain.
+///
+/// A format whose metadata cannot be removed yet (HEIC/AVIF with Exif or XMP items) or a
+/// file too broken to walk is refused to callers who must get a stripped copy: 415 / 422,
+/// never the stored bytes.
+async fn serve_original(
+    state: &AppState,
+    asked: &Asked<'_>,
+    original: &Arc<Original>,
 ) -> Result<Response<Body>, Error> {
     let content_type = crate::media::ImageType::sniff(&original.body)
         .map(crate::media::ImageType::content_type)
@@ -270,17 +304,210 @@ fn serve_original(
                 "original is not an image format we serve",
             )
         })?;
-    let etag = ETag::strong(&original.meta.etag);
-    let heads = response_heads(state, original, etag, audience, false);
-    if heads.is_not_modified(req) {
+    let stored = |audience| {
+        let etag = ETag::strong(&original.meta.etag);
+        let heads = response_heads(state, original, etag, audience, false);
+        if heads.is_not_modified(asked.headers) {
+            return heads.not_modified();
+        }
+        heads.ok(
+            content_type,
+            &original.body,
+            asked.head_only,
+            CacheOutcome::Original,
+        )
+    };
+    let policy = state.config.originals_metadata;
+    if policy == MetadataPolicy::Keep {
+        return Ok(stored(asked.audience));
+    }
+    let (id, stripped) = stripped(state, asked.key, original).await;
+    if let Ok(Stripped::Unchanged) = &stripped.value {
+        return Ok(stored(asked.audience));
+    }
+    if policy == MetadataPolicy::Owner && sees_everything(state, asked.principal, asked.key).await {
+        // What others get differs: this answer is for this caller only.
+        return Ok(stored(Audience::Private));
+    }
+    let layout = match &stripped.value {
+        Ok(Stripped::Layout(l)) => l,
+        Ok(Stripped::Unsupported(label)) => {
+            return Err(Error::new(
+                ErrorKind::UnsupportedMediaType,
+                format!(
+                    "metadata cannot be removed from {label} originals yet; ask for a converted copy (e.g. `?fm=jpeg`)"
+                ),
+            ));
+        }
+        Err(e) => return Err(e.clone().into()),
+        Ok(Stripped::Unchanged) => unreachable!("answered above"),
+    };
+    let heads = response_heads(
+        state,
+        original,
+        ETag::strong_hex(&id),
+        asked.audience,
+        false,
+    );
+    if heads.is_not_modified(asked.headers) {
+        return Ok(heads.not_modified());
+    }
+    let body = if asked.head_only {
+        Body::empty()
+    } else {
+        Body::new(LayoutBody::new(original.body.clone(), stripped.clone()))
+    };
+    let outcome = CacheOutcome::Original;
+    Ok(heads.ok_with(content_type, body, layout.len() as u64, outcome))
+}
+
+/// The stripped layout of this version of the original, from its tier or walked here.
+/// The walk reads container headers and, for JPEG, looks at each 0xFF of the
+/// entropy-coded data for EOI (about a millisecond for 4 MB): light and linear like the
+/// header probe made when an original is fetched, so it runs inline rather than in the
+/// transform queue, and originals are still served while renders wait. Returns its id
+/// too, which is also its ETag.
+async fn stripped(
+    state: &AppState,
+    key: &str,
+    original: &Arc<Original>,
+) -> (VariantId, Arc<Derived<Result<Stripped, StripError>>>) {
+    let id = crate::cache::version_id("stripped-v1", key, &original.meta.etag);
+    let tier = &state.caches.stripped;
+    if let Some(hit) = tier.get(&id).await {
+        state.metrics.cache_hit(Tier::Stripped);
+        return (id, hit);
+    }
+    state.metrics.cache_miss(Tier::Stripped);
+    let entry = tier
+        .get_with(id, async {
+            Arc::new(Derived {
+                value: crate::originals::strip(&original.body),
+                key: key.into(),
+            })
+        })
+        .await;
+    (id, entry)
+}
+
+/// The owner of the key or an admin (SPEC §10: who gets the stored metadata, GPS
+/// included). The owner of a protected or private key is the identity in it; of any
+/// other key, the owner in its record. Signed URLs and shares never count, whoever made
+/// them. A failed record lookup counts as "no": that caller gets the stripped copy.
+async fn sees_everything(state: &AppState, principal: &Principal, key: &str) -> bool {
+    match principal {
+        Principal::Admin => true,
+        Principal::User { .. } => match access::owns_by_key(principal, key, &state.config.access) {
+            Some(owns) => owns,
+            None => match state.metadata.get_by_key(key).await {
+                Ok(rec) => access::may_change(principal, rec.and_then(|r| r.owner).as_deref()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "owner lookup failed; serving without metadata");
+                    false
+                }
+            },
+        },
+        _ => false,
+    }
+}
+
+/// A stripped copy as a response body: the pieces of its layout, slices of the
+/// original's bytes, one frame each; the exact length is known up front.
+struct LayoutBody {
+    original: Bytes,
+    stripped: Arc<Derived<Result<Stripped, StripError>>>,
+    next: usize,
+    left: u64,
+}
+
+impl LayoutBody {
+    fn new(original: Bytes, stripped: Arc<Derived<Result<Stripped, StripError>>>) -> Self {
+        let left = Self::layout_of(&stripped).map_or(0, |l| l.len() as u64);
+        LayoutBody {
+            original,
+            stripped,
+            next: 0,
+            left,
+        }
+    }
+
+    fn layout_of(s: &Derived<Result<Stripped, StripError>>) -> Option<&Layout> {
+        match &s.value {
+            Ok(Stripped::Layout(l)) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl HttpBody for LayoutBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let chunk =
+            Self::layout_of(&this.stripped).and_then(|l| l.chunk(this.next, &this.original));
+        let Some(chunk) = chunk else {
+            return Poll::Ready(None);
+        };
+        this.next += 1;
+        this.left = this.left.saturating_sub(chunk.len() as u64);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+/// `?fm=json` (SPEC §10): the facts of the original, with `gps` only for its owner and
+/// admins, under the image's access rules; the ETag is the hash of the body.
+async fn serve_facts(
+    state: &AppState,
+    asked: &Asked<'_>,
+    original: &Arc<Original>,
+) -> Result<Response<Body>, Error> {
+    // Not an image we decode: the same status as any transform of it.
+    original.probe.clone()?;
+    let facts = state.library().facts(asked.key, original).await?;
+    let show_gps =
+        facts.value.gps.is_some() && sees_everything(state, asked.principal, asked.key).await;
+    let body = Bytes::from(serde_json::to_vec(&facts.value.view(show_gps)).unwrap_or_default());
+    let digest = sha2_of(&body);
+    // A position is for this caller only.
+    let audience = if show_gps {
+        Audience::Private
+    } else {
+        asked.audience
+    };
+    let heads = response_heads(
+        state,
+        original,
+        ETag::strong_hex(&digest[..16]),
+        audience,
+        false,
+    );
+    if heads.is_not_modified(asked.headers) {
         return Ok(heads.not_modified());
     }
     Ok(heads.ok(
-        content_type,
-        &original.body,
-        head_only,
+        "application/json",
+        &body,
+        asked.head_only,
         CacheOutcome::Original,
     ))
+}
+
+fn sha2_of(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b).into()
 }
 
 /// The server's render settings, without a watermark.

@@ -150,6 +150,12 @@ impl From<crate::pipeline::PipelineError> for Error {
     }
 }
 
+impl From<crate::originals::StripError> for Error {
+    fn from(e: crate::originals::StripError) -> Self {
+        Error::new(ErrorKind::Unprocessable, e.to_string())
+    }
+}
+
 impl From<crate::params::ParamsError> for Error {
     fn from(e: crate::params::ParamsError) -> Self {
         Error::bad_request(e.to_string())

@@ -190,15 +190,28 @@ impl ResponseHeads {
         head_only: bool,
         outcome: CacheOutcome,
     ) -> Response<Body> {
-        let mut r = Response::new(if head_only {
+        let b = if head_only {
             Body::empty()
         } else {
             Body::from(body.clone())
-        });
+        };
+        self.ok_with(content_type, b, body.len() as u64, outcome)
+    }
+
+    /// The 200 answer with a body of `len` bytes, streamed as it comes (empty for HEAD,
+    /// which still states the length).
+    pub fn ok_with(
+        self,
+        content_type: &'static str,
+        body: Body,
+        len: u64,
+        outcome: CacheOutcome,
+    ) -> Response<Body> {
+        let mut r = Response::new(body);
         let h = r.headers_mut();
         self.apply(h);
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         h.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

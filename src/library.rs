@@ -2,14 +2,22 @@
 //! together, and swept when a process died half-way. Every path keeps the invariant of
 //! SPEC §6: no stored original without a record, no record without its original (records
 //! in state `pending` or `deleting` are invisible until the sweep settles them).
+//!
+//! Also the facts of an original (SPEC §10) once it is stored: from the record, or
+//! computed on the worker pool for keys without a record and records from before facts
+//! existed (then written into the record).
 
-use crate::cache::Caches;
+use crate::cache::{Caches, Derived, Original, version_id};
 use crate::error::{Error, ErrorKind};
+use crate::facts::Facts;
 use crate::metadata::{
     self, ImageRecord, Level, MetaError, MetadataStore, RecordState, Reservation,
 };
+use crate::pipeline;
 use crate::storage::Storage;
+use crate::workers::Workers;
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// Records still `pending` or `deleting` after this long belong to a process that died;
 /// the start-up sweep removes them with their originals.
@@ -26,6 +34,11 @@ pub struct Library<'a> {
     pub storage: &'a dyn Storage,
     pub metadata: &'a dyn MetadataStore,
     pub caches: &'a Caches,
+    /// Where facts are computed.
+    pub workers: &'a Workers,
+    /// `limits.max_source_bytes` and `limits.max_source_pixels`, for computing facts.
+    pub max_source_bytes: u64,
+    pub max_source_pixels: u64,
 }
 
 impl Library<'_> {
@@ -227,6 +240,99 @@ impl Library<'_> {
             .await
         {
             tracing::warn!(error = %e, "register: could not spend a refused upload's reservation");
+        }
+    }
+
+    /// The facts of this version of the original at `key`: from the facts tier, else
+    /// from its ready record (when the record is for bytes of this size), else computed
+    /// from `original`, starting from a kept decode when there is one. Computed facts are
+    /// written into a record that lacks them. Concurrent misses compute once.
+    pub async fn facts(
+        &self,
+        key: &str,
+        original: &Arc<Original>,
+    ) -> Result<Arc<Derived<Facts>>, Error> {
+        let id = version_id("facts-v1", key, &original.meta.etag);
+        if let Some(hit) = self.caches.facts.get(&id).await {
+            return Ok(hit);
+        }
+        self.caches
+            .facts
+            .try_get_with(id, async {
+                let rec = match self.metadata.get_by_key(key).await {
+                    Ok(r) => r.filter(|r| r.state == RecordState::Ready),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "facts: record lookup failed; computing them");
+                        None
+                    }
+                };
+                // A record of other bytes (the object was replaced behind the API's back)
+                // describes something else.
+                let same_bytes = |r: &ImageRecord| r.bytes == original.body.len() as i64;
+                if let Some(f) = rec
+                    .as_ref()
+                    .filter(|r| same_bytes(r))
+                    .and_then(|r| r.facts.clone())
+                {
+                    return Ok(Arc::new(Derived {
+                        value: f,
+                        key: key.into(),
+                    }));
+                }
+                let facts = self.compute_facts(key, original).await?;
+                if let Some(r) = rec.filter(|r| same_bytes(r)) {
+                    self.store_facts(&r, &facts).await;
+                }
+                Ok(Arc::new(Derived {
+                    value: facts,
+                    key: key.into(),
+                }))
+            })
+            .await
+            .map_err(|e: Arc<Error>| (*e).clone())
+    }
+
+    /// The facts of a record that has none (stored before facts existed): its original is
+    /// read and the facts written into the record. `None` (logged) when that fails; the
+    /// record is shown without facts then.
+    pub async fn backfill_facts(&self, rec: &ImageRecord) -> Option<Facts> {
+        let obj = match self.storage.get(&rec.key, self.max_source_bytes).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(id = %rec.id, error = %e, "facts: original not read");
+                return None;
+            }
+        };
+        let original = Arc::new(Original::from(obj));
+        let facts = match self.compute_facts(&rec.key, &original).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(id = %rec.id, error = %e, "facts: not computed");
+                return None;
+            }
+        };
+        self.store_facts(rec, &facts).await;
+        Some(facts)
+    }
+
+    async fn compute_facts(&self, key: &str, original: &Arc<Original>) -> Result<Facts, Error> {
+        let body = original.body.clone();
+        let decoded = self.caches.decoded.clone();
+        let (key, etag) = (key.to_owned(), original.meta.etag.clone());
+        let max_pixels = self.max_source_pixels;
+        let facts = self
+            .workers
+            .run(move || {
+                let kept = decoded.of(&key, &etag);
+                pipeline::facts_with(&body, max_pixels, Some(&kept))
+            })
+            .await??;
+        Ok(facts)
+    }
+
+    async fn store_facts(&self, rec: &ImageRecord, facts: &Facts) {
+        if let Err(e) = self.metadata.set_facts(&rec.id, facts).await {
+            tracing::warn!(id = %rec.id, error = %e, "facts: not written into the record; computed again next time");
         }
     }
 

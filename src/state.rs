@@ -45,6 +45,9 @@ impl AppState {
             storage: self.storage.as_ref(),
             metadata: self.metadata.as_ref(),
             caches: &self.caches,
+            workers: &self.workers,
+            max_source_bytes: self.config.limits.max_source_bytes,
+            max_source_pixels: self.config.limits.max_source_pixels,
         }
     }
 }

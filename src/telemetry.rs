@@ -54,6 +54,8 @@ label_enum!(
         Variant => "variant",
         Original => "original",
         Decoded => "decoded",
+        Stripped => "stripped",
+        Facts => "facts",
     }
 );
 

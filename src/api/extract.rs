@@ -47,6 +47,11 @@ impl Caller {
         }
     }
 
+    /// Whether this caller sees the record's GPS position (SPEC §10): its owner or an admin.
+    pub fn sees_gps(&self, r: &ImageRecord) -> bool {
+        access::may_change(&self.principal, r.owner.as_deref())
+    }
+
     /// One more API write for this caller (429 beyond `rate_limit.writes_per_s`).
     pub fn count_write(&self, state: &AppState) -> Result<(), Error> {
         state.rate_limits.check_write(&self.client)

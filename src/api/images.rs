@@ -153,7 +153,10 @@ pub(super) async fn list(
     Ok(views::json(
         StatusCode::OK,
         &Page {
-            items: items.iter().map(|r| RecordView::new(r, &urls)).collect(),
+            items: items
+                .iter()
+                .map(|r| RecordView::new(r, &urls, c.sees_gps(r)))
+                .collect(),
             next_cursor: Some(next),
         },
     ))
@@ -164,10 +167,14 @@ pub(super) async fn get(
     Path(id): Path<String>,
     c: Caller,
 ) -> ApiResult {
-    let r = load_readable(&state, &c, &id).await?;
+    let mut r = load_readable(&state, &c, &id).await?;
+    if r.facts.is_none() {
+        // A record from before facts existed: computed once, then stored with it.
+        r.facts = state.library().backfill_facts(&r).await;
+    }
     Ok(views::json(
         StatusCode::OK,
-        &RecordView::new(&r, &views::urls(&state)),
+        &RecordView::new(&r, &views::urls(&state), c.sees_gps(&r)),
     ))
 }
 
@@ -296,7 +303,7 @@ pub(super) async fn patch(
         .ok_or_else(Error::not_found)?;
     Ok(views::json(
         StatusCode::OK,
-        &RecordView::new(&updated, &views::urls(&state)),
+        &RecordView::new(&updated, &views::urls(&state), c.sees_gps(&updated)),
     ))
 }
 
@@ -333,6 +340,7 @@ mod tests {
             state: RecordState::Ready,
             created_at: 1_795_806_318_123_456,
             updated_at: 0,
+            facts: None,
         };
         let c = encode_cursor(&r);
         assert_eq!(

@@ -172,19 +172,7 @@ pub fn document() -> Value {
                 "Problem": {"type": "object", "properties": {
                     "type": {"type": "string"}, "title": {"type": "string"},
                     "status": {"type": "integer"}, "detail": {"type": "string"}}},
-                "Image": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "key": {"type": "string"},
-                    "level": {"type": "string", "enum": ["public", "protected", "private", "other"]},
-                    "owner": {"type": "string", "nullable": true},
-                    "filename": {"type": "string", "nullable": true},
-                    "content_type": {"type": "string"}, "bytes": {"type": "integer"},
-                    "width": {"type": "integer"}, "height": {"type": "integer"},
-                    "sha256": {"type": "string"},
-                    "tags": {"type": "array", "items": {"type": "string"}},
-                    "description": {"type": "string", "nullable": true},
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "updated_at": {"type": "string", "format": "date-time"},
-                    "url": {"type": "string"}}},
+                "Image": image_schema(),
                 "ImagePage": {"type": "object", "properties": {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}},
                     "next_cursor": {"type": "string", "nullable": true}}},
@@ -199,6 +187,46 @@ pub fn document() -> Value {
             }
         }
     })
+}
+
+/// An image record: SPEC §6 fields plus the facts of §10 (all null while unknown).
+fn image_schema() -> Value {
+    let mut props = json!({
+        "id": {"type": "string"}, "key": {"type": "string"},
+        "level": {"type": "string", "enum": ["public", "protected", "private", "other"]},
+        "owner": {"type": "string", "nullable": true},
+        "filename": {"type": "string", "nullable": true},
+        "content_type": {"type": "string"}, "bytes": {"type": "integer"},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": "string", "nullable": true},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "url": {"type": "string"}
+    });
+    // SPEC §10.
+    let facts = json!({
+        "format": {"type": "string", "nullable": true},
+        "display_width": {"type": "integer", "nullable": true, "description": "after EXIF orientation"},
+        "display_height": {"type": "integer", "nullable": true},
+        "orientation": {"type": "integer", "minimum": 1, "maximum": 8, "nullable": true},
+        "animated": {"type": "boolean", "nullable": true},
+        "frames": {"type": "integer", "nullable": true},
+        "has_alpha": {"type": "boolean", "nullable": true},
+        "taken_at": {"type": "string", "nullable": true, "description": "EXIF DateTimeOriginal, RFC 3339 with the EXIF offset when there is one"},
+        "camera": {"type": "object", "nullable": true, "properties": {
+            "make": {"type": "string", "nullable": true},
+            "model": {"type": "string", "nullable": true}}},
+        "gps": {"type": "object", "nullable": true, "description": "degrees; only for the owner and admins",
+            "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
+        "dominant_color": {"type": "string", "nullable": true, "pattern": "^#[0-9a-f]{6}$"},
+        "blurhash": {"type": "string", "nullable": true, "description": "4x3 components"}
+    });
+    if let (Some(p), Some(f)) = (props.as_object_mut(), facts.as_object()) {
+        p.extend(f.clone());
+    }
+    json!({"type": "object", "properties": props})
 }
 
 #[cfg(test)]

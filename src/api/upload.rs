@@ -221,6 +221,8 @@ pub(super) struct Checked {
     pub width: u32,
     pub height: u32,
     pub sha256: String,
+    /// SPEC §10, from the validation decode.
+    pub facts: crate::facts::Facts,
 }
 
 /// The extension for an announced content type, for the formats we accept as originals.
@@ -231,8 +233,8 @@ pub(super) fn ext_for_content_type(ct: &str) -> Option<&'static str> {
 }
 
 /// Header first (format, size; more than `limits.max_source_pixels` → 422 before any
-/// pixel is decoded), then a full decode on the worker pool (corrupt → 422). The content
-/// type comes from the bytes, never from the client.
+/// pixel is decoded), then a full decode on the worker pool (corrupt → 422), which also
+/// gives the image's facts. The content type comes from the bytes, never from the client.
 pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, Error> {
     if bytes.is_empty() {
         return Err(Error::new(ErrorKind::UnsupportedMediaType, "empty body"));
@@ -241,9 +243,9 @@ pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, 
     let limit = state.config.limits.max_source_pixels;
     pipeline::check_source_pixels(info.width, info.height, limit)?;
     let b2 = bytes.clone();
-    state
+    let (_, facts) = state
         .workers
-        .run(move || pipeline::check(&b2, limit))
+        .run(move || pipeline::inspect(&b2, limit))
         .await??;
     let (content_type, ext) = (info.format.content_type(), info.format.ext());
     let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -254,5 +256,6 @@ pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, 
         width: info.width,
         height: info.height,
         sha256,
+        facts,
     })
 }

@@ -137,6 +137,7 @@ pub(super) async fn upload(
         state: RecordState::Pending,
         created_at: now,
         updated_at: now,
+        facts: Some(checked.facts),
     };
     // In its own task: a request cut off by `server.api_timeout_s` (or a client gone)
     // must not stop the pending → stored → ready sequence half-way.
@@ -148,7 +149,7 @@ pub(super) async fn upload(
         })??;
     let mut resp = views::json(
         StatusCode::CREATED,
-        &RecordView::new(&rec, &views::urls(&state)),
+        &RecordView::new(&rec, &views::urls(&state), c.sees_gps(&rec)),
     );
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/images/{}", rec.id)) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -276,11 +277,12 @@ pub(super) async fn register(
         state: RecordState::Ready,
         created_at: now,
         updated_at: now,
+        facts: Some(checked.facts),
     };
     state.metadata.insert(&rec).await?;
     Ok(views::json(
         StatusCode::CREATED,
-        &RecordView::new(&rec, &views::urls(&state)),
+        &RecordView::new(&rec, &views::urls(&state), c.sees_gps(&rec)),
     ))
 }
 

@@ -2,6 +2,7 @@
 //! constructor of each. Handlers never write JSON by hand.
 
 use crate::auth::cloudfront::UrlSigner;
+use crate::facts::FactsView;
 use crate::metadata::{self, ImageRecord, Share};
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
@@ -99,7 +100,7 @@ impl Urls<'_> {
     }
 }
 
-/// An image record (SPEC §6).
+/// An image record (SPEC §6) with its facts (SPEC §10) as top-level fields.
 #[derive(Serialize)]
 pub(crate) struct RecordView<'a> {
     id: &'a str,
@@ -117,10 +118,13 @@ pub(crate) struct RecordView<'a> {
     created_at: String,
     updated_at: String,
     url: String,
+    #[serde(flatten)]
+    facts: FactsView<'a>,
 }
 
 impl<'a> RecordView<'a> {
-    pub fn new(r: &'a ImageRecord, urls: &Urls<'_>) -> Self {
+    /// `show_gps`: the caller is the owner or an admin (else `gps` is `null`).
+    pub fn new(r: &'a ImageRecord, urls: &Urls<'_>, show_gps: bool) -> Self {
         RecordView {
             id: &r.id,
             key: &r.key,
@@ -137,6 +141,7 @@ impl<'a> RecordView<'a> {
             created_at: metadata::rfc3339_micros(r.created_at),
             updated_at: metadata::rfc3339_micros(r.updated_at),
             url: urls.delivery(&r.key),
+            facts: FactsView::of(r.facts.as_ref(), show_gps),
         }
     }
 }

@@ -114,6 +114,18 @@ pub fn visibility(p: &Principal, a: &AccessConfig) -> Visibility {
     }
 }
 
+/// Whether `p` owns `key` by the identity segment of a protected or private key; `None`
+/// for the keys whose owner only their record knows (public, other). Only a user can own
+/// a key this way; whether admins count is the caller's rule.
+pub fn owns_by_key(p: &Principal, key: &str, a: &AccessConfig) -> Option<bool> {
+    match level_of(key, a) {
+        (Level::Protected | Level::Private, identity) => {
+            Some(identity.is_some() && identity == p.identity())
+        }
+        _ => None,
+    }
+}
+
 /// Whether `p` may change (edit, share, delete) an image owned by `owner`: its owner or
 /// an admin.
 pub fn may_change(p: &Principal, owner: Option<&str>) -> bool {
@@ -196,6 +208,25 @@ mod tests {
         assert!(can_read(&alice, "other/x.jpg", &auth_other));
         assert!(can_read(&Principal::Admin, "private/bob/x.jpg", &a));
         assert!(can_read(&Principal::Admin, "other/x.jpg", &a));
+    }
+
+    #[test]
+    fn owners_by_key() {
+        let a = defaults();
+        let alice = Principal::User {
+            id: "alice".into(),
+            groups: vec![],
+        };
+        assert_eq!(owns_by_key(&alice, "private/alice/x.png", &a), Some(true));
+        assert_eq!(owns_by_key(&alice, "protected/alice/x.png", &a), Some(true));
+        assert_eq!(owns_by_key(&alice, "protected/bob/x.png", &a), Some(false));
+        assert_eq!(owns_by_key(&alice, "protected/x.png", &a), Some(false));
+        assert_eq!(
+            owns_by_key(&Principal::Guest, "private/alice/x.png", &a),
+            Some(false)
+        );
+        assert_eq!(owns_by_key(&alice, "public/x.png", &a), None);
+        assert_eq!(owns_by_key(&alice, "other/x.png", &a), None);
     }
 
     #[test]

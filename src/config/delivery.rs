@@ -1,4 +1,5 @@
-//! `[limits]`, `[format]`, `[cache_control]` and `[watermarks.*]`: what delivery reads.
+//! `[limits]`, `[format]`, `[cache_control]`, `[watermarks.*]` and `[originals]`: what
+//! delivery reads.
 
 use super::*;
 
@@ -176,4 +177,14 @@ pub(super) fn validate_watermarks(
         );
     }
     watermarks
+}
+
+pub(super) fn validate_originals(o: &raw::Originals, errs: &mut Vec<String>) -> MetadataPolicy {
+    MetadataPolicy::from_name(&o.metadata).unwrap_or_else(|| {
+        errs.push(format!(
+            "originals.metadata: `{}` is not `owner`, `strip` or `keep`",
+            o.metadata
+        ));
+        MetadataPolicy::Owner
+    })
 }

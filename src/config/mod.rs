@@ -25,6 +25,7 @@ use std::time::Duration;
 pub use crate::auth::access::{AccessConfig, OtherAccess};
 pub use crate::auth::ratelimit::RateLimitConfig;
 pub use crate::auth::settings::{AuthConfig, CognitoConfig, HostedUi, LocalAuthConfig};
+pub use crate::originals::MetadataPolicy;
 pub use crate::storage::StorageConfig;
 pub use crate::storage::s3::{S3Config, S3StaticCredentials};
 pub use crate::telemetry::{LogConfig, LogFormat};
@@ -49,6 +50,8 @@ pub struct Config {
     pub watermarks: BTreeMap<String, WatermarkConfig>,
     /// `[gallery] enabled`: `GET /` serves the web gallery (SPEC §15).
     pub gallery_enabled: bool,
+    /// `originals.metadata`: who gets the stored bytes of a request without parameters.
+    pub originals_metadata: MetadataPolicy,
     /// Accepted but risky combinations, each naming its keys; logged at start-up and
     /// printed by `check-config`.
     pub warnings: Vec<String>,
@@ -316,6 +319,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let watermarks = delivery::validate_watermarks(&raw.watermarks, &mut errs);
+    let originals_metadata = delivery::validate_originals(&raw.originals, &mut errs);
 
     if !errs.is_empty() {
         return Err(ConfigError(errs));
@@ -339,6 +343,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         shares_max_ttl_s: raw.shares.max_ttl_s,
         watermarks,
         gallery_enabled: raw.gallery.enabled,
+        originals_metadata,
         warnings,
     })
 }

@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub rate_limit: RateLimit,
     pub watermarks: BTreeMap<String, Watermark>,
     pub gallery: Gallery,
+    pub originals: Originals,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +279,22 @@ impl Default for Format {
             avif_quality: 60,
             avif_encoder: "aom".into(),
             avif_speed: None,
+        }
+    }
+}
+
+/// `[originals]`: what a request without parameters returns (SPEC §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Originals {
+    /// `owner` (default), `strip` or `keep`.
+    pub metadata: String,
+}
+
+impl Default for Originals {
+    fn default() -> Self {
+        Originals {
+            metadata: "owner".into(),
         }
     }
 }

@@ -70,7 +70,7 @@ impl Level {
 }
 
 /// One image record. Times are microseconds since the Unix epoch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ImageRecord {
     pub id: String,
     pub key: String,
@@ -89,6 +89,8 @@ pub struct ImageRecord {
     pub state: RecordState,
     pub created_at: i64,
     pub updated_at: i64,
+    /// SPEC §10; `None` for records stored before facts existed (computed on first read).
+    pub facts: Option<crate::facts::Facts>,
 }
 
 /// A share link: a signed delivery URL carrying `share=<id>`, revocable.
@@ -196,6 +198,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<bool, MetaError>;
     /// A record in any state.
     async fn get(&self, id: &str) -> Result<Option<ImageRecord>, MetaError>;
+    /// The record (any state) of an object key.
+    async fn get_by_key(&self, key: &str) -> Result<Option<ImageRecord>, MetaError>;
+    /// Stores the facts of a record computed after it was written; false when there is
+    /// no such record.
+    async fn set_facts(&self, id: &str, facts: &crate::facts::Facts) -> Result<bool, MetaError>;
     /// Ready records the query's visibility allows, newest first.
     async fn list(&self, q: &ListQuery) -> Result<Vec<ImageRecord>, MetaError>;
     /// Applies `patch` to a ready record; returns it updated, `None` when missing.

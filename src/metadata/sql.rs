@@ -9,7 +9,7 @@ use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-const IMAGE_COLS: &str = "id, object_key, level, owner, filename, content_type, bytes, width, height, sha256, tags, description, state, created_at, updated_at";
+const IMAGE_COLS: &str = "id, object_key, level, owner, filename, content_type, bytes, width, height, sha256, tags, description, state, created_at, updated_at, facts";
 const SHARE_COLS: &str =
     "id, image_id, object_key, params, created_by, created_at, expires_at, revoked_at";
 
@@ -30,6 +30,7 @@ struct ImageRow {
     state: String,
     created_at: i64,
     updated_at: i64,
+    facts: Option<String>,
 }
 
 impl ImageRow {
@@ -51,6 +52,11 @@ impl ImageRow {
             state: RecordState::parse(&self.state).unwrap_or(RecordState::Deleting),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            // Unreadable text (another version's) counts as missing: computed again.
+            facts: self
+                .facts
+                .as_deref()
+                .and_then(crate::facts::Facts::from_json),
         }
     }
 }
@@ -214,7 +220,7 @@ macro_rules! sql_store {
         impl MetadataStore for $name {
             async fn insert(&self, r: &ImageRecord) -> Result<(), MetaError> {
                 let sql = format!(
-                    "INSERT INTO images ({IMAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    "INSERT INTO images ({IMAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
                 );
                 sqlx::query::<$db>(AssertSqlSafe(sql))
                     .bind(r.id.clone())
@@ -232,6 +238,7 @@ macro_rules! sql_store {
                     .bind(r.state.as_str())
                     .bind(r.created_at)
                     .bind(r.updated_at)
+                    .bind(r.facts.as_ref().map(crate::facts::Facts::to_json))
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -263,6 +270,28 @@ macro_rules! sql_store {
                     .fetch_optional(&self.pool)
                     .await?;
                 Ok(row.map(ImageRow::into_record))
+            }
+
+            async fn get_by_key(&self, key: &str) -> Result<Option<ImageRecord>, MetaError> {
+                let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE object_key = $1");
+                let row = sqlx::query_as::<$db, ImageRow>(AssertSqlSafe(sql))
+                    .bind(key.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(ImageRow::into_record))
+            }
+
+            async fn set_facts(
+                &self,
+                id: &str,
+                facts: &crate::facts::Facts,
+            ) -> Result<bool, MetaError> {
+                let done = sqlx::query::<$db>("UPDATE images SET facts = $1 WHERE id = $2")
+                    .bind(facts.to_json())
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn list(&self, q: &ListQuery) -> Result<Vec<ImageRecord>, MetaError> {
@@ -621,6 +650,7 @@ mod tests {
             state: RecordState::Pending,
             created_at: 5,
             updated_at: 5,
+            facts: None,
         };
         s.insert(&r).await.unwrap();
         assert!(matches!(s.insert(&r).await, Err(MetaError::Conflict(_))));
@@ -664,6 +694,33 @@ mod tests {
                 .unwrap(),
             "a stale from_key moves nothing"
         );
+        // Facts written later are read back, by id and by key.
+        assert_eq!(
+            s.get_by_key("public/id1.png").await.unwrap().unwrap().facts,
+            None
+        );
+        let facts = crate::facts::Facts {
+            format: "png".into(),
+            display_width: 2,
+            display_height: 3,
+            orientation: 1,
+            animated: false,
+            frames: 1,
+            has_alpha: true,
+            taken_at: None,
+            camera: None,
+            gps: Some(crate::facts::Gps {
+                lat: 1.5,
+                lon: -2.25,
+            }),
+            dominant_color: Some("#000000".into()),
+            blurhash: None,
+        };
+        assert!(s.set_facts("id1", &facts).await.unwrap());
+        assert!(!s.set_facts("nope", &facts).await.unwrap());
+        let back = s.get_by_key("public/id1.png").await.unwrap().unwrap();
+        assert_eq!(back.facts, Some(facts));
+        assert!(s.get_by_key("public/other.png").await.unwrap().is_none());
         s.delete("id1").await.unwrap();
         assert!(s.get("id1").await.unwrap().is_none());
     }

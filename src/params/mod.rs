@@ -42,6 +42,8 @@ pub enum FormatChoice {
 pub struct Parsed {
     /// `None`: no transform parameter at all; serve the original bytes untouched.
     pub transform: Option<PendingTransform>,
+    /// `fm=json`: the image's facts (SPEC §10) instead of an image; `transform` is `None`.
+    pub facts: bool,
     pub share: Option<String>,
     pub has_signature: bool,
 }
@@ -160,6 +162,9 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
     let mut share = None;
     let mut has_signature = false;
     let mut any_transform = false;
+    let mut facts = false;
+    // The first transform parameter, named when it comes with `fm=json`.
+    let mut first_transform: Option<String> = None;
 
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (rname, rvalue) = pair.split_once('=').unwrap_or((pair, ""));
@@ -205,17 +210,20 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
                     _ => return Err(bad("enlarge", "expected 0 or 1")),
                 }
             }
+            "fm" if value == "json" => {
+                facts = true;
+                continue;
+            }
             "fm" => {
-                format =
-                    Some(match value {
-                        "auto" => FormatChoice::Auto,
-                        "avif" if !s.avif_enabled => {
-                            return Err(bad("fm", "avif output is disabled on this server"));
-                        }
-                        _ => FormatChoice::Fixed(OutputFormat::from_name(value).ok_or_else(
-                            || bad("fm", "expected jpeg, png, webp, avif, gif or auto"),
-                        )?),
-                    })
+                format = Some(match value {
+                    "auto" => FormatChoice::Auto,
+                    "avif" if !s.avif_enabled => {
+                        return Err(bad("fm", "avif output is disabled on this server"));
+                    }
+                    _ => FormatChoice::Fixed(OutputFormat::from_name(value).ok_or_else(|| {
+                        bad("fm", "expected jpeg, png, webp, avif, gif, auto or json")
+                    })?),
+                })
             }
             "q" => quality = Some(parse_int("q", value, 1, 100)? as u8),
             "bg" => background = Some(parse_bg(value)?),
@@ -267,11 +275,18 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
             _ => return Err(ParamsError::unknown(name)),
         }
         any_transform = true;
+        if first_transform.is_none() {
+            first_transform = Some(name.to_string());
+        }
     }
 
+    if facts && let Some(other) = first_transform {
+        return Err(bad(&other, "not allowed with fm=json (only `v` is)"));
+    }
     if !any_transform {
         return Ok(Parsed {
             transform: None,
+            facts,
             share,
             has_signature,
         });
@@ -321,6 +336,7 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
             format,
             quality,
         }),
+        facts: false,
         share,
         has_signature,
     })

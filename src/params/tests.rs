@@ -283,7 +283,7 @@ fn error_texts() {
     );
     assert_eq!(
         text("fm=jpg"),
-        "invalid parameter `fm`: expected jpeg, png, webp, avif, gif or auto"
+        "invalid parameter `fm`: expected jpeg, png, webp, avif, gif, auto or json"
     );
     assert_eq!(
         text("g=up"),
@@ -327,4 +327,25 @@ fn canonical_text_is_pinned() {
         let t = resolved(&format!("w=10&h=10&fit={fit}"));
         assert!(canonical(&t).contains(&format!(";fit={fit};")), "{fit}");
     }
+}
+
+#[test]
+fn fm_json_asks_for_facts_and_takes_only_v() {
+    let s = settings();
+    for q in ["fm=json", "fm=json&v=2", "v=2&fm=json", "fm=json&share=abc"] {
+        let p = parse(Some(q), &s).unwrap();
+        assert!(p.facts, "{q}");
+        assert!(p.transform.is_none(), "{q}");
+    }
+    assert!(!parse(Some("w=10"), &s).unwrap().facts);
+    for (q, named) in [
+        ("fm=json&w=10", "`w`"),
+        ("q=50&fm=json", "`q`"),
+        ("fm=json&blur=2", "`blur`"),
+    ] {
+        let e = parse(Some(q), &s).unwrap_err().to_string();
+        assert!(e.contains(named) && e.contains("fm=json"), "{q}: {e}");
+    }
+    assert!(parse(Some("fm=json&fm=png"), &s).is_err());
+    assert!(parse(Some("fm=json&nope=1"), &s).is_err());
 }

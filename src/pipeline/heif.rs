@@ -162,6 +162,22 @@ pub(crate) fn decode<'a>(input: &[u8], header: &Header<'_>) -> Result<Decoded<'a
     })
 }
 
+/// The TIFF payload of the Exif item describing the primary image (one extent).
+pub(crate) fn exif(input: &[u8]) -> Option<&[u8]> {
+    let meta = Meta::parse(input)?;
+    exif_of(input, &meta)
+}
+
+fn exif_of<'a>(input: &'a [u8], meta: &Meta<'a>) -> Option<&'a [u8]> {
+    let data = meta
+        .referring(b"cdsc", meta.primary)
+        .filter(|&id| meta.item(id).is_some_and(|i| &i.kind == b"Exif"))
+        .find_map(|id| meta.item_data(input, id))?;
+    // A 4-byte offset to the TIFF header, then the Exif payload.
+    let skip = usize::try_from(be32(data, 0)?).ok()?;
+    data.get(4usize.checked_add(skip)?..)
+}
+
 /// HEIF orientation is `irot`/`imir` (applied by libheif); the Exif orientation tag is
 /// used only when the primary image has neither, as pillow-heif and libvips do: iPhones
 /// write both (applying both would turn the photo twice), while tools such as libheif's
@@ -173,14 +189,7 @@ fn exif_orientation(input: &[u8]) -> Orientation {
         if meta.property(primary, b"irot").is_some() || meta.property(primary, b"imir").is_some() {
             return None;
         }
-        let data = meta
-            .referring(b"cdsc", primary)
-            .filter(|&id| meta.item(id).is_some_and(|i| &i.kind == b"Exif"))
-            .find_map(|id| meta.item_data(input, id))?;
-        // A 4-byte offset to the TIFF header, then the Exif payload.
-        let skip = usize::try_from(be32(data, 0)?).ok()?;
-        let tiff = data.get(4usize.checked_add(skip)?..)?;
-        Orientation::from_exif_chunk(tiff)
+        Orientation::from_exif_chunk(exif_of(input, &meta)?)
     };
     exif().unwrap_or(Orientation::NoTransforms)
 }

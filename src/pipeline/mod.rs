@@ -32,6 +32,7 @@
 mod animation;
 mod color;
 mod decode;
+mod describe;
 mod detect;
 mod effects;
 mod encode;
@@ -205,6 +206,24 @@ pub struct AvifSettings {
     pub speed: u8,
 }
 
+/// Upload validation (as [`check`]) plus the image's facts (SPEC §10), from the same
+/// small decode: JPEG at 1/8 in the IDCT, other formats at full size.
+pub fn inspect(
+    input: &[u8],
+    max_pixels: u64,
+) -> Result<(SourceInfo, crate::facts::Facts), PipelineError> {
+    describe::describe(input, max_pixels, None)
+}
+
+/// The facts of an original, starting from a decode kept in `sources` when there is one.
+pub fn facts_with(
+    input: &[u8],
+    max_pixels: u64,
+    sources: Option<&dyn DecodedSources>,
+) -> Result<crate::facts::Facts, PipelineError> {
+    describe::describe(input, max_pixels, sources).map(|(_, f)| f)
+}
+
 /// Server-side settings for one render.
 #[derive(Clone, Copy, Debug)]
 pub struct RenderOptions<'a> {
@@ -362,7 +381,7 @@ pub fn render_with(
     if animation::applies(&header, t) {
         return animation::render(input, &header, facts, plan, t, opts);
     }
-    let source = decode_source(input, &header, plan.shrink, opts, sources)?;
+    let source = decode_source(input, &header, plan.shrink, opts.max_source_pixels, sources)?;
     let plan = plan.for_orientation(facts, source.orientation, t, opts)?;
 
     let img = resize_and_orient(source, &plan, facts.stored)?;
@@ -405,11 +424,11 @@ fn decode_source(
     input: &[u8],
     header: &detect::Header<'_>,
     shrink: u32,
-    opts: &RenderOptions,
+    max_pixels: u64,
     sources: Option<&dyn DecodedSources>,
 ) -> Result<Arc<DecodedSource>, PipelineError> {
     let mut decode = || {
-        let decoded = decode::decode(input, header, shrink, opts.max_source_pixels)?;
+        let decoded = decode::decode(input, header, shrink, max_pixels)?;
         let mut image = decoded.image;
         if let Some(icc) = &decoded.icc {
             color::to_srgb(&mut image, icc);

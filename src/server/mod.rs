@@ -116,6 +116,8 @@ async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
     m.cache_bytes(Tier::Variant, state.caches.variants.weighted_size());
     m.cache_bytes(Tier::Original, state.caches.originals.weighted_size());
     m.cache_bytes(Tier::Decoded, state.caches.decoded.weighted_size());
+    m.cache_bytes(Tier::Stripped, state.caches.stripped.weighted_size());
+    m.cache_bytes(Tier::Facts, state.caches.facts.weighted_size());
     let mut r = Response::new(Body::from(m.encode()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
-const BASE_URL: &str = "https://img.example.com";
+pub const BASE_URL: &str = "https://img.example.com";
 const ISSUER: &str = "imgorigin-test";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -381,7 +381,7 @@ fn noise_png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-fn path_of(url: &str) -> &str {
+pub fn path_of(url: &str) -> &str {
     url.strip_prefix(BASE_URL).unwrap_or(url)
 }
 
@@ -1560,6 +1560,16 @@ impl MetadataStore for FlakyMeta {
     async fn get(&self, id: &str) -> Result<Option<ImageRecord>, MetaError> {
         self.inner.get(id).await
     }
+    async fn get_by_key(&self, key: &str) -> Result<Option<ImageRecord>, MetaError> {
+        self.inner.get_by_key(key).await
+    }
+    async fn set_facts(
+        &self,
+        id: &str,
+        facts: &imgorigin::facts::Facts,
+    ) -> Result<bool, MetaError> {
+        self.inner.set_facts(id, facts).await
+    }
     async fn list(&self, q: &ListQuery) -> Result<Vec<ImageRecord>, MetaError> {
         self.inner.list(q).await
     }
@@ -1782,6 +1792,7 @@ async fn fault_injection(db: Db) {
         state: RecordState::Pending,
         created_at: now - 7_200_000_000,
         updated_at: now - 7_200_000_000,
+        facts: None,
     };
     raw.insert(&crashed).await.unwrap();
     std::fs::create_dir_all(api.root.join("public")).unwrap();
