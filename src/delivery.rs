@@ -45,6 +45,14 @@ pub async fn handle(
         .principal(headers, Some((uri.path(), uri.query())), peer, now)
         .await?;
     check_read(state, &principal, &key)?;
+    if state.config.delivery_strict
+        && !matches!(
+            principal,
+            Principal::Admin | Principal::Signed(_) | Principal::EdgeVerified
+        )
+    {
+        params::check_strict(uri.query(), &state.parse)?;
+    }
     let parsed = params::parse(uri.query(), &state.parse)?;
     let audience = audience(state, &principal, &key, parsed.share.as_deref(), now).await?;
     let original = fetch_original(state, &key).await?;

@@ -65,6 +65,7 @@ pub(crate) fn urls(state: &crate::state::AppState) -> Urls<'_> {
             .map(String::as_str)
             .unwrap_or(""),
         signer: state.signer.as_ref(),
+        presets: &state.config.presets,
     }
 }
 
@@ -73,6 +74,8 @@ pub(crate) fn urls(state: &crate::state::AppState) -> Urls<'_> {
 pub(crate) struct Urls<'a> {
     pub base: &'a str,
     pub signer: Option<&'a UrlSigner>,
+    /// `[presets]`: each record lists its delivery URL per preset (SPEC §11).
+    pub presets: &'a std::collections::BTreeMap<String, String>,
 }
 
 impl Urls<'_> {
@@ -118,6 +121,8 @@ pub(crate) struct RecordView<'a> {
     created_at: String,
     updated_at: String,
     url: String,
+    /// Preset name → the delivery URL with `?p=NAME` (SPEC §11).
+    variants: std::collections::BTreeMap<String, String>,
     #[serde(flatten)]
     facts: FactsView<'a>,
 }
@@ -141,6 +146,11 @@ impl<'a> RecordView<'a> {
             created_at: metadata::rfc3339_micros(r.created_at),
             updated_at: metadata::rfc3339_micros(r.updated_at),
             url: urls.delivery(&r.key),
+            variants: urls
+                .presets
+                .keys()
+                .map(|name| (name.clone(), format!("{}?p={name}", urls.delivery(&r.key))))
+                .collect(),
             facts: FactsView::of(r.facts.as_ref(), show_gps),
         }
     }

@@ -52,6 +52,10 @@ pub struct Config {
     pub gallery_enabled: bool,
     /// `originals.metadata`: who gets the stored bytes of a request without parameters.
     pub originals_metadata: MetadataPolicy,
+    /// `[presets.NAME] params`, each checked to parse (SPEC §11).
+    pub presets: BTreeMap<String, String>,
+    /// `delivery.strict` (SPEC §11).
+    pub delivery_strict: bool,
     /// Accepted but risky combinations, each naming its keys; logged at start-up and
     /// printed by `check-config`.
     pub warnings: Vec<String>,
@@ -211,6 +215,7 @@ impl Config {
             webp_quality: f.webp_quality,
             avif_quality: f.avif_quality,
             watermarks: self.watermarks.keys().cloned().collect(),
+            presets: self.presets.clone(),
         }
     }
 }
@@ -344,6 +349,56 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         watermarks,
         gallery_enabled: raw.gallery.enabled,
         originals_metadata,
+        presets: raw
+            .presets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.params.clone()))
+            .collect(),
+        delivery_strict: raw.delivery.strict,
         warnings,
     })
+    .and_then(check_presets)
+}
+
+/// Every preset must be a valid transform on its own: parsed with the finished settings,
+/// so `w` above `limits.max_width` or an unknown watermark is caught at start-up and by
+/// `imgorigin check-config`, not on the first request.
+fn check_presets(config: Config) -> Result<Config, ConfigError> {
+    let settings = config.parse_settings();
+    let mut errs = Vec::new();
+    for (name, params) in &config.presets {
+        let key = format!("presets.{name}.params");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            errs.push(format!(
+                "presets.{name}: names are 1-64 of a-z, 0-9, - and _"
+            ));
+            continue;
+        }
+        let names: Vec<&str> = params
+            .split('&')
+            .map(|p| p.split_once('=').map_or(p, |(n, _)| n))
+            .collect();
+        if let Some(n) = names.iter().find(|n| {
+            matches!(**n, "p" | "v" | crate::params::SHARE_PARAM)
+                || crate::params::SIGNATURE_PARAMS.contains(n)
+        }) {
+            errs.push(format!("{key}: `{n}` is not a transform parameter"));
+            continue;
+        }
+        match crate::params::parse(Some(params), &settings) {
+            Ok(parsed) if parsed.transform.is_some() && !parsed.facts => {}
+            Ok(_) => errs.push(format!("{key}: must name at least one transform parameter")),
+            Err(e) => errs.push(format!("{key}: {e}")),
+        }
+    }
+    if errs.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError(errs))
+    }
 }

@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub watermarks: BTreeMap<String, Watermark>,
     pub gallery: Gallery,
     pub originals: Originals,
+    pub presets: BTreeMap<String, Preset>,
+    pub delivery: Delivery,
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,6 +417,20 @@ pub struct AuthLocal {
 
 fn default_session_ttl_s() -> u64 {
     43_200
+}
+
+/// `[presets.NAME]` (SPEC §11).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    pub params: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// SPEC §11: unsigned, non-admin requests may carry only p, w, dpr, fm=auto, v.
+    pub strict: bool,
 }
 
 #[derive(Debug, Deserialize)]

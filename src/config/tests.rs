@@ -238,3 +238,27 @@ fn gallery_and_hosted_ui() {
     .unwrap_err();
     assert!(e.to_string().contains("auth.local.session_ttl_s"), "{e}");
 }
+
+#[test]
+fn presets_are_checked_like_requests() {
+    let ok = Config::from_toml_and_env(
+        "[presets.card]\nparams = \"w=400&h=300&fit=cover&fm=auto\"\n",
+        std::iter::empty(),
+    )
+    .unwrap();
+    assert_eq!(ok.presets["card"], "w=400&h=300&fit=cover&fm=auto");
+    let err = Config::from_toml_and_env(
+        "[presets.big]\nparams = \"w=999999\"\n[presets.loop]\nparams = \"p=big\"\n[presets.Bad]\nparams = \"w=10\"\n[presets.none]\nparams = \"v=2\"\n",
+        std::iter::empty(),
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "presets.big.params",
+        "presets.loop.params",
+        "presets.Bad",
+        "presets.none.params",
+    ] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}

@@ -696,7 +696,11 @@ mod tests {
         );
         // Facts written later are read back, by id and by key.
         assert_eq!(
-            s.get_by_key("public/id1.png").await.unwrap().unwrap().facts,
+            s.get_by_key("private/alice/id1.png")
+                .await
+                .unwrap()
+                .unwrap()
+                .facts,
             None
         );
         let facts = crate::facts::Facts {
@@ -718,7 +722,11 @@ mod tests {
         };
         assert!(s.set_facts("id1", &facts).await.unwrap());
         assert!(!s.set_facts("nope", &facts).await.unwrap());
-        let back = s.get_by_key("public/id1.png").await.unwrap().unwrap();
+        let back = s
+            .get_by_key("private/alice/id1.png")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back.facts, Some(facts));
         assert!(s.get_by_key("public/other.png").await.unwrap().is_none());
         s.delete("id1").await.unwrap();

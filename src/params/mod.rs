@@ -11,7 +11,7 @@ pub use types::*;
 use crate::media::{OutputFormat, SourceFormat};
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// Query parameters that belong to CloudFront signed URLs: never part of a transform, and
@@ -70,6 +70,107 @@ pub struct ParseSettings {
     pub webp_quality: u8,
     pub avif_quality: u8,
     pub watermarks: BTreeSet<String>,
+    /// `[presets.NAME] params`: the raw query each `p=NAME` stands for (SPEC §11).
+    pub presets: BTreeMap<String, String>,
+}
+
+/// The query's parameters, percent-decoded, in order.
+fn decoded_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ParamsError> {
+    let mut pairs = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (rname, rvalue) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode_str(rname)
+            .decode_utf8()
+            .map_err(|_| ParamsError::NameNotUtf8)?;
+        let value = percent_decode_str(rvalue)
+            .decode_utf8()
+            .map_err(|_| bad(&name, "value is not UTF-8"))?;
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(pairs)
+}
+
+/// `p=NAME` replaced by the preset's parameters; parameters given next to `p` override the
+/// preset's. So a preset and the same spelled-out parameters parse to one transform (one
+/// variant, one ETag).
+fn expand_preset(
+    pairs: Vec<(String, String)>,
+    s: &ParseSettings,
+) -> Result<Vec<(String, String)>, ParamsError> {
+    let Some(name) = pairs
+        .iter()
+        .find(|(n, _)| n == PRESET_PARAM)
+        .map(|(_, v)| v.clone())
+    else {
+        return Ok(pairs);
+    };
+    let Some(preset) = s.presets.get(&name) else {
+        return Err(bad(PRESET_PARAM, "no preset of that name is configured"));
+    };
+    let mut out: Vec<(String, String)> = decoded_pairs(Some(preset))?
+        .into_iter()
+        .filter(|(n, _)| !pairs.iter().any(|(given, _)| given == n))
+        .collect();
+    out.extend(pairs.into_iter().filter(|(n, _)| n != PRESET_PARAM));
+    Ok(out)
+}
+
+/// `p`: a named preset (SPEC §11).
+pub const PRESET_PARAM: &str = "p";
+
+/// `delivery.strict` for a caller that is neither admin nor signed (SPEC §11): only `p`,
+/// `w` (one of `limits.allowed_widths`, exactly), `dpr` (1, 2 or 3), `fm=auto` and `v`;
+/// next to `p` only `dpr`, `fm=auto` and `v`. Anything else is 400 naming it.
+pub fn check_strict(query: Option<&str>, s: &ParseSettings) -> Result<(), ParamsError> {
+    let pairs = decoded_pairs(query)?;
+    let preset = pairs.iter().any(|(n, _)| n == PRESET_PARAM);
+    for (name, value) in &pairs {
+        let name = name.as_str();
+        if SIGNATURE_PARAMS.contains(&name) || name == SHARE_PARAM {
+            continue;
+        }
+        match name {
+            PRESET_PARAM | "v" => {}
+            "w" if preset => {
+                return Err(bad("w", "strict mode: only dpr, fm=auto and v go with p"));
+            }
+            "w" => {
+                let ok = value
+                    .parse::<u32>()
+                    .is_ok_and(|w| s.allowed_widths.contains(&w));
+                if !ok {
+                    return Err(bad(
+                        "w",
+                        format!(
+                            "strict mode: one of limits.allowed_widths {:?}",
+                            s.allowed_widths
+                        ),
+                    ));
+                }
+            }
+            "dpr" => {
+                if !matches!(value.as_str(), "1" | "2" | "3") {
+                    return Err(bad("dpr", "strict mode: 1, 2 or 3"));
+                }
+            }
+            "fm" => {
+                if value != "auto" {
+                    return Err(bad("fm", "strict mode: only fm=auto"));
+                }
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    if preset {
+                        "strict mode: only dpr, fm=auto and v go with p"
+                    } else {
+                        "strict mode: only p, w, dpr, fm=auto and v are allowed"
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn bad(param: &str, detail: impl Into<String>) -> ParamsError {
@@ -166,16 +267,17 @@ pub fn parse(query: Option<&str>, s: &ParseSettings) -> Result<Parsed, ParamsErr
     // The first transform parameter, named when it comes with `fm=json`.
     let mut first_transform: Option<String> = None;
 
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (rname, rvalue) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = percent_decode_str(rname)
-            .decode_utf8()
-            .map_err(|_| ParamsError::NameNotUtf8)?;
-        let value = percent_decode_str(rvalue)
-            .decode_utf8()
-            .map_err(|_| bad(&name, "value is not UTF-8"))?;
-        let name = name.as_ref();
-        let value = value.as_ref();
+    let pairs = decoded_pairs(query)?;
+    // Given twice is refused before a preset is expanded (a preset's own parameters are
+    // checked once, when the configuration is loaded).
+    for (name, _) in &pairs {
+        if !SIGNATURE_PARAMS.contains(&name.as_str()) && !seen.insert(name.clone()) {
+            return Err(bad(name, "given more than once"));
+        }
+    }
+    seen.clear();
+    for (name, value) in expand_preset(pairs, s)? {
+        let (name, value) = (name.as_str(), value.as_str());
         if SIGNATURE_PARAMS.contains(&name) {
             has_signature = true;
             continue;

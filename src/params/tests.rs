@@ -13,6 +13,57 @@ fn settings() -> ParseSettings {
         webp_quality: 80,
         avif_quality: 60,
         watermarks: ["logo".to_string()].into(),
+        presets: [(
+            "card".to_string(),
+            "w=400&h=300&fit=cover&fm=auto".to_string(),
+        )]
+        .into(),
+    }
+}
+
+#[test]
+fn a_preset_is_the_same_transform_as_its_parameters() {
+    let s = settings();
+    let t = |q: &str| parse(Some(q), &s).unwrap().transform.unwrap();
+    assert_eq!(t("p=card"), t("w=400&h=300&fit=cover&fm=auto"));
+    // Parameters next to `p` override the preset's.
+    assert_eq!(
+        t("p=card&w=200&dpr=2"),
+        t("w=200&h=300&fit=cover&fm=auto&dpr=2")
+    );
+    assert_eq!(t("fm=webp&p=card"), t("w=400&h=300&fit=cover&fm=webp"));
+    let err = parse(Some("p=nope"), &s).unwrap_err().to_string();
+    assert!(err.contains("`p`"), "{err}");
+    let err = parse(Some("p=card&w=1&w=2"), &s).unwrap_err().to_string();
+    assert!(err.contains("more than once"), "{err}");
+}
+
+#[test]
+fn strict_mode_allows_only_the_listed_parameters() {
+    let mut s = settings();
+    s.allowed_widths = vec![320, 640];
+    let ok = |q: &str| check_strict(Some(q), &s);
+    for q in [
+        "p=card",
+        "p=card&dpr=2&fm=auto&v=3",
+        "w=320",
+        "w=640&dpr=3&fm=auto",
+        "",
+        "v=1",
+    ] {
+        assert!(ok(q).is_ok(), "{q}");
+    }
+    for (q, named) in [
+        ("w=321", "`w`"),
+        ("w=320&h=100", "`h`"),
+        ("dpr=1.5", "`dpr`"),
+        ("fm=webp", "`fm`"),
+        ("p=card&w=320", "`w`"),
+        ("p=card&q=20", "`q`"),
+        ("blur=3", "`blur`"),
+    ] {
+        let err = ok(q).unwrap_err().to_string();
+        assert!(err.contains(named), "{q}: {err}");
     }
 }
 

@@ -13,6 +13,7 @@ mod http;
 mod layers;
 mod limits;
 mod ops;
+mod presets;
 mod privacy;
 mod regression;
 mod s3;
