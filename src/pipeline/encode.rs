@@ -134,12 +134,7 @@ fn aom_quality(q: u8) -> u8 {
         (90.0, 70.0),
         (100.0, 100.0),
     ];
-    let q = f32::from(q.clamp(1, 100));
-    let mapped = POINTS.windows(2).find(|w| q <= w[1].0).map_or(100.0, |w| {
-        let ((q0, r0), (q1, r1)) = (w[0], w[1]);
-        r0 + (q - q0) * (r1 - r0) / (q1 - q0)
-    });
-    mapped.round() as u8
+    map_quality(&POINTS, q).round() as u8
 }
 
 /// AVIF with libaom through libheif: 8-bit 4:4:4 (sharp's default chroma; at equal
@@ -212,8 +207,13 @@ fn avif_quality(q: u8) -> f32 {
         (90.0, 87.5),
         (100.0, 100.0),
     ];
+    map_quality(&POINTS, q)
+}
+
+/// `q` (1..=100) through a piecewise-linear map given as increasing `(q, mapped)` points.
+fn map_quality(points: &[(f32, f32)], q: u8) -> f32 {
     let q = f32::from(q.clamp(1, 100));
-    POINTS.windows(2).find(|w| q <= w[1].0).map_or(100.0, |w| {
+    points.windows(2).find(|w| q <= w[1].0).map_or(100.0, |w| {
         let ((q0, r0), (q1, r1)) = (w[0], w[1]);
         r0 + (q - q0) * (r1 - r0) / (q1 - q0)
     })

@@ -8,21 +8,6 @@ use imgorigin::auth::password;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 
-macro_rules! both_dbs {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Db::Postgres).await
-            }
-        }
-    };
-}
-
 async fn session(api: &Api, name: &str, pw: &str) -> reqwest::Response {
     api.s
         .client

@@ -3,6 +3,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod animation;
+// `both_dbs!` (defined in api) is used by the modules after it.
+#[macro_use]
 mod api;
 mod auth;
 mod delivery;

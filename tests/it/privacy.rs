@@ -11,22 +11,6 @@ use crate::support::*;
 use serde_json::{Value, json};
 use std::process::Command;
 
-/// `name::sqlite` and `name::postgres` for `async fn name(db: Db)`.
-macro_rules! both_dbs {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Db::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Db::Postgres).await
-            }
-        }
-    };
-}
-
 const GRADIENT: &str = r#"
 import io, sys
 from PIL import Image, ImageCms
