@@ -37,10 +37,11 @@ ensure_test_tools() {
 }
 
 # Python packages the tests use as independent decoders (Pillow reads GIF/WebP/AVIF frames;
-# pillow-heif reads HEIC with its own libheif build). One venv under the build cache, reused;
+# pillow-heif reads HEIC with its own libheif build; moto serves the AWS protocols that have
+# no Rust test server). One venv under the build cache, reused;
 # the tests find it through IMGORIGIN_TEST_PYTHON.
 IMGORIGIN_CACHE="${IMGORIGIN_CACHE:-$HOME/.cache/imgorigin}"
-TEST_PY_PACKAGES=(pillow pillow-heif blurhash)
+TEST_PY_PACKAGES=(pillow pillow-heif blurhash "moto[server,cognitoidp,dynamodb,sqs,s3]")
 ensure_test_venv() {
   local venv="$IMGORIGIN_CACHE/venv" stamp
   stamp="$venv/.test-packages-$(echo "${TEST_PY_PACKAGES[*]}" | sha1sum | cut -c1-12)"

@@ -574,3 +574,66 @@ pub fn run_python(script: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// moto (PyPI) in server mode: real AWS wire protocols (SQS, DynamoDB, Cognito, Rekognition,
+/// CloudFront, …) for the services that have no Rust test server. One process per test on a
+/// free port, stopped when dropped. scripts/test installs it in the test venv.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let python = independent_python().get_program().to_owned();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto (run scripts/test once to install it)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let moto = Moto { child, endpoint };
+        let probe = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(r) = probe
+                .get(format!("{}/moto-api/data.json", moto.endpoint))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return moto;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not answer on {}",
+                moto.endpoint
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An AWS SDK config pointed at this server (any credentials; moto checks none).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
