@@ -32,7 +32,7 @@ ensure_build_tools() {
 ensure_test_tools() {
   ensure_build_tools
   # shellcheck disable=SC2046
-  apt_install_missing $(missing_packages openssl libheif-examples libavif-bin webp libimage-exiftool-perl python3-venv chromium chromium-driver)
+  apt_install_missing $(missing_packages openssl libheif-examples libavif-bin webp libimage-exiftool-perl python3-venv chromium chromium-driver prometheus)
   ensure_test_venv
 }
 

@@ -7,6 +7,7 @@ use crate::auth::jwt::{JwtSettings, JwtVerifier, KeySource};
 use crate::auth::local::LocalIssuer;
 use crate::auth::ratelimit::RateLimits;
 use crate::cache::Caches;
+use crate::cluster::{Cluster, ClusterSettings, Peers};
 use crate::config::{Config, StorageConfig};
 use crate::headers::CacheControls;
 use crate::metadata::MetadataStore;
@@ -130,17 +131,31 @@ async fn build_state(
     let (auth, local_issuer) = build_authenticator(&config)?;
     let rate_limits = RateLimits::new(&config.rate_limit);
     let parse = config.parse_settings();
+    let caches = Caches::new(
+        config.cache.variant_bytes,
+        config.cache.source_bytes,
+        config.cache.decoded_bytes,
+    );
+    let metrics = Metrics::new();
+    let cluster = Cluster::new(
+        ClusterSettings {
+            peers: peers_of(&config.metadata_url),
+            propagation: config.cluster.propagation,
+            invalidations: config.cluster.invalidations.clone(),
+        },
+        caches.clone(),
+        metrics.clone(),
+    )
+    .await
+    .map_err(StartError)?;
     let state = AppState {
-        caches: Caches::new(
-            config.cache.variant_bytes,
-            config.cache.source_bytes,
-            config.cache.decoded_bytes,
-        ),
+        caches,
+        cluster,
         workers: Workers::new(
             config.limits.transform_concurrency,
             config.limits.transform_queue,
         ),
-        metrics: Metrics::new(),
+        metrics,
         cache_controls: CacheControls::new(
             &config.cache_control.public,
             &config.cache_control.private,
@@ -157,6 +172,15 @@ async fn build_state(
     };
     let state = Arc::new(state);
     Ok(App { state })
+}
+
+/// The other instances that share this one's data: those on the same PostgreSQL database.
+fn peers_of(metadata_url: &str) -> Peers {
+    if metadata_url.starts_with("postgres://") || metadata_url.starts_with("postgresql://") {
+        Peers::Postgres(metadata_url.to_string())
+    } else {
+        Peers::Alone
+    }
 }
 
 /// Runs `work` every `every` for as long as the app lives (the task holds only a weak
@@ -231,6 +255,7 @@ impl App {
     /// sweep of uploads and deletes an earlier process left half-done, and the periodic
     /// rate-limit pruning and upload-reservation sweep. The tasks end with the app.
     pub fn start_background(&self) {
+        self.state.cluster.start();
         let sweep_state = self.state.clone();
         tokio::spawn(async move { sweep_state.library().sweep_unfinished(STALE_AFTER_S).await });
         spawn_periodic(&self.state, RATE_LIMIT_PRUNE_EVERY, |state| async move {

@@ -12,6 +12,7 @@ use axum::http::HeaderValue;
 use bytes::Bytes;
 use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// One rendered image. Its ETag is not stored: it is the variant id, known before lookup.
@@ -32,6 +33,9 @@ pub struct Original {
     pub checked_at: Instant,
     /// `meta.last_modified` as an HTTP date, formatted once for every response.
     pub last_modified: Option<HeaderValue>,
+    /// Fetched while a purge ran: it may predate the change that purged it, so storage is
+    /// asked again on the next request.
+    unconfirmed: bool,
 }
 
 impl From<Object> for Original {
@@ -51,6 +55,7 @@ impl Original {
             probe,
             checked_at: Instant::now(),
             last_modified,
+            unconfirmed: false,
         }
     }
 
@@ -62,6 +67,7 @@ impl Original {
             probe: self.probe.clone(),
             checked_at: Instant::now(),
             last_modified: self.last_modified.clone(),
+            unconfirmed: false,
         }
     }
 }
@@ -110,6 +116,7 @@ pub struct Derived<T> {
 /// Budget of each small tier: a stripped layout is a few hundred bytes, facts about 500.
 const SMALL_TIER_BYTES: u64 = 16 << 20;
 
+#[derive(Clone)]
 pub struct Caches {
     pub variants: moka::future::Cache<VariantId, Arc<Variant>>,
     pub originals: moka::future::Cache<Arc<str>, Arc<Original>>,
@@ -120,6 +127,8 @@ pub struct Caches {
     pub stripped: moka::future::Cache<VariantId, Arc<Derived<Result<Stripped, StripError>>>>,
     /// Facts of originals, from their record or computed (`version_id("facts-v1", ..)`).
     pub facts: moka::future::Cache<VariantId, Arc<Derived<Facts>>>,
+    /// Counts purges, so a fetch that overlapped one knows its copy may be stale.
+    purges: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Which decode of which original: a new version (ETag) is another entry.
@@ -277,6 +286,7 @@ impl Caches {
                 .max_capacity(SMALL_TIER_BYTES)
                 .weigher(|_k, v: &Arc<Derived<Facts>>| weight(512 + v.key.len()))
                 .build(),
+            purges: Default::default(),
         }
     }
 
@@ -290,6 +300,7 @@ impl Caches {
         policy: OriginalPolicy,
         events: &dyn OriginalEvents,
     ) -> Result<Arc<Original>, Error> {
+        let purges_before = self.purges.load(Ordering::Acquire);
         let Some(cached) = self.originals.get(key).await else {
             events.miss();
             return self
@@ -298,12 +309,13 @@ impl Caches {
                     let started = Instant::now();
                     let obj = storage.get(key, policy.max_bytes).await;
                     events.storage(started.elapsed().as_secs_f64(), true);
-                    obj.map(|o| Arc::new(Original::new(o))).map_err(Error::from)
+                    obj.map(|o| Arc::new(self.settle(Original::new(o), purges_before)))
+                        .map_err(Error::from)
                 })
                 .await
                 .map_err(|e| (*e).clone());
         };
-        if cached.checked_at.elapsed() < policy.revalidate_after {
+        if !cached.unconfirmed && cached.checked_at.elapsed() < policy.revalidate_after {
             events.hit();
             return Ok(cached);
         }
@@ -316,8 +328,8 @@ impl Caches {
             matches!(fresh, Ok(Some(_))),
         );
         let next = match fresh {
-            Ok(None) => Arc::new(cached.confirmed()),
-            Ok(Some(obj)) => Arc::new(Original::new(obj)),
+            Ok(None) => Arc::new(self.settle(cached.confirmed(), purges_before)),
+            Ok(Some(obj)) => Arc::new(self.settle(Original::new(obj), purges_before)),
             Err(StorageError::NotFound) => {
                 self.purge_key(key).await;
                 return Err(Error::not_found());
@@ -330,6 +342,22 @@ impl Caches {
         };
         self.originals.insert(key.into(), next.clone()).await;
         Ok(next)
+    }
+
+    /// A copy fetched while a purge ran may be older than the change behind the purge.
+    fn settle(&self, mut fetched: Original, purges_before: u64) -> Original {
+        if self.purges.load(Ordering::Acquire) != purges_before {
+            fetched.unconfirmed = true;
+        }
+        fetched
+    }
+
+    /// Drops every cached original (not what is derived from them: that is keyed by the
+    /// original's version and reached only through a confirmed original). For an instance
+    /// that may have missed other instances' changes (SPEC §14).
+    pub fn drop_originals(&self) {
+        self.purges.fetch_add(1, Ordering::AcqRel);
+        self.originals.invalidate_all();
     }
 
     /// Drops every cached variant, original and decode of `key`.
@@ -346,6 +374,7 @@ impl Caches {
     /// them until housekeeping gets to them): a purge frees its memory at once, and the
     /// next request cannot find a stale copy. A scan of every entry; purges are rare.
     async fn purge(&self, matches: impl Fn(&str) -> bool) {
+        self.purges.fetch_add(1, Ordering::AcqRel);
         let variants: Vec<_> = self
             .variants
             .iter()

@@ -168,11 +168,17 @@ async fn audience(
     })
 }
 
-/// The original from the cache tier, revalidated with storage after `cache.source_ttl_s`.
+/// The original from the cache tier, revalidated with storage after `cache.source_ttl_s`,
+/// or on every request while this instance may have missed another's change (SPEC §14).
 async fn fetch_original(state: &AppState, key: &str) -> Result<Arc<Original>, Error> {
+    let revalidate_after = if state.cluster.degraded() {
+        std::time::Duration::ZERO
+    } else {
+        state.config.cache.source_ttl
+    };
     let policy = OriginalPolicy {
         max_bytes: state.config.limits.max_source_bytes,
-        revalidate_after: state.config.cache.source_ttl,
+        revalidate_after,
     };
     let storage = state.storage.as_ref();
     (state.caches)

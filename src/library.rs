@@ -8,6 +8,7 @@
 //! existed (then written into the record).
 
 use crate::cache::{Caches, Derived, Original, version_id};
+use crate::cluster::{Change, Cluster, Ticket};
 use crate::error::{Error, ErrorKind};
 use crate::facts::Facts;
 use crate::metadata::{
@@ -34,6 +35,8 @@ pub struct Library<'a> {
     pub storage: &'a dyn Storage,
     pub metadata: &'a dyn MetadataStore,
     pub caches: &'a Caches,
+    /// Where a gone original is announced: this instance's caches, the others', CloudFront.
+    pub cluster: &'a Cluster,
     /// Where facts are computed.
     pub workers: &'a Workers,
     /// `limits.max_source_bytes` and `limits.max_source_pixels`, for computing facts.
@@ -90,10 +93,11 @@ impl Library<'_> {
         }
     }
 
-    /// Record hidden (`deleting`) → original deleted → record and shares deleted → cached
-    /// variants dropped. If the original cannot be deleted, the record is shown again and the
-    /// call fails; if the last step fails, the hidden record is removed by the next sweep.
-    pub async fn delete(&self, rec: &ImageRecord) -> Result<(), Error> {
+    /// Record hidden (`deleting`) → original deleted → cached variants dropped on every
+    /// instance → record and shares deleted. If the original cannot be deleted, the record is
+    /// shown again and the call fails; if the last step fails, the hidden record is removed by
+    /// the next sweep.
+    pub async fn delete(&self, rec: &ImageRecord) -> Result<Ticket, Error> {
         if !self
             .metadata
             .set_state(
@@ -121,11 +125,11 @@ impl Library<'_> {
             }
             return Err(e.into());
         }
-        self.caches.purge_key(&rec.key).await;
+        let ticket = self.cluster.publish(Change::Key(rec.key.clone())).await;
         if let Err(e) = self.metadata.delete(&rec.id).await {
             tracing::error!(id = %rec.id, error = %e, "original deleted but its record is left hidden; the sweep removes it");
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// A level change (SPEC §6 PATCH `level`): the original is copied to `to_key`, the
@@ -140,7 +144,7 @@ impl Library<'_> {
         to_key: &str,
         level: Level,
         max_bytes: u64,
-    ) -> Result<ImageRecord, Error> {
+    ) -> Result<(ImageRecord, Ticket), Error> {
         let now = metadata::now_micros();
         for key in [to_key, rec.key.as_str()] {
             let marker = Reservation {
@@ -189,12 +193,12 @@ impl Library<'_> {
                 tracing::warn!(id = %rec.id, error = %e, "move: old original not deleted; the reservation sweep will")
             }
         }
-        self.caches.purge_key(&rec.key).await;
+        let ticket = self.cluster.publish(Change::Key(rec.key.clone())).await;
         let mut out = rec.clone();
         out.key = to_key.to_string();
         out.level = level;
         out.updated_at = now.max(rec.updated_at);
-        Ok(out)
+        Ok((out, ticket))
     }
 
     /// Start-up sweep: records left `pending` (an upload that died between database and
@@ -212,7 +216,7 @@ impl Library<'_> {
         for r in stale {
             match self.storage.delete(&r.key).await {
                 Ok(()) => {
-                    self.caches.purge_key(&r.key).await;
+                    self.cluster.publish(Change::Key(r.key.clone())).await;
                     match self.metadata.delete(&r.id).await {
                         Ok(()) => {
                             tracing::info!(id = %r.id, state = r.state.as_str(), "swept an unfinished record")
@@ -354,7 +358,7 @@ impl Library<'_> {
                         tracing::warn!(error = %e, "reservation sweep: object not deleted");
                         continue;
                     }
-                    self.caches.purge_key(&r.key).await;
+                    self.cluster.publish(Change::Key(r.key.clone())).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reservation sweep failed");

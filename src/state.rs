@@ -7,6 +7,7 @@ use crate::auth::cloudfront::UrlSigner;
 use crate::auth::local::LocalIssuer;
 use crate::auth::ratelimit::RateLimits;
 use crate::cache::Caches;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::headers::CacheControls;
 use crate::metadata::MetadataStore;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     pub storage: Arc<dyn Storage>,
     pub caches: Caches,
+    /// Changes every instance (and CloudFront) must apply (SPEC §14).
+    pub cluster: Cluster,
     pub workers: Workers,
     pub metrics: Metrics,
     /// `cache_control.public`/`private` as header values, parsed once.
@@ -45,6 +48,7 @@ impl AppState {
             storage: self.storage.as_ref(),
             metadata: self.metadata.as_ref(),
             caches: &self.caches,
+            cluster: &self.cluster,
             workers: &self.workers,
             max_source_bytes: self.config.limits.max_source_bytes,
             max_source_pixels: self.config.limits.max_source_pixels,

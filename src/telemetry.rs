@@ -88,6 +88,36 @@ pub struct StageLabels {
     pub stage: Stage,
 }
 
+label_enum!(
+    /// What happened to a change of another instance's making, or of ours (`event` label).
+    ClusterEvent {
+        Published => "published",
+        PublishFailed => "publish_failed",
+        Received => "received",
+        ListenerLost => "listener_lost",
+        Reconnected => "reconnected",
+    }
+);
+
+label_enum!(
+    /// The outcome of one CloudFront CreateInvalidation call (`outcome` label).
+    InvalidationOutcome {
+        Created => "created",
+        Failed => "failed",
+        GaveUp => "gave_up",
+    }
+);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub event: ClusterEvent,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InvalidationLabels {
+    pub outcome: InvalidationOutcome,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
@@ -97,8 +127,10 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// Cheap to clone: every family shares its counters (background tasks keep a clone).
+#[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
+    registry: std::sync::Arc<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub cache_hits: Family<TierLabels, Counter>,
@@ -111,6 +143,11 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub transforms_running: Gauge,
     pub rejected: Family<ReasonLabels, Counter>,
+    pub cluster: Family<ClusterLabels, Counter>,
+    /// 1 while this instance may have missed other instances' changes (SPEC §14).
+    pub cluster_degraded: Gauge,
+    pub invalidations: Family<InvalidationLabels, Counter>,
+    pub invalidation_paths: Counter,
 }
 
 impl Default for Metrics {
@@ -135,7 +172,11 @@ impl Metrics {
             queue_depth: Gauge::default(),
             transforms_running: Gauge::default(),
             rejected: Family::default(),
-            registry: Registry::default(),
+            cluster: Family::default(),
+            cluster_degraded: Gauge::default(),
+            invalidations: Family::default(),
+            invalidation_paths: Counter::default(),
+            registry: Default::default(),
         };
         registry.register(
             "requests",
@@ -193,7 +234,30 @@ impl Metrics {
             "Requests refused early, by reason",
             m.rejected.clone(),
         );
-        Metrics { registry, ..m }
+        registry.register(
+            "cluster_changes",
+            "Cache-dropping changes published to and received from other instances, and listener events",
+            m.cluster.clone(),
+        );
+        registry.register(
+            "cluster_degraded",
+            "1 while the change listener is down (originals are then revalidated on every request)",
+            m.cluster_degraded.clone(),
+        );
+        registry.register(
+            "cloudfront_invalidations",
+            "CloudFront CreateInvalidation calls by outcome",
+            m.invalidations.clone(),
+        );
+        registry.register(
+            "cloudfront_invalidation_paths",
+            "Paths sent in created CloudFront invalidations",
+            m.invalidation_paths.clone(),
+        );
+        Metrics {
+            registry: std::sync::Arc::new(registry),
+            ..m
+        }
     }
 
     pub fn cache_hit(&self, tier: Tier) {
@@ -259,14 +323,74 @@ impl Metrics {
         self.stage(Stage::Render, seconds);
     }
 
-    /// Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    pub fn cluster_event(&self, event: ClusterEvent) {
+        self.cluster.get_or_create(&ClusterLabels { event }).inc();
+    }
+
+    pub fn invalidation(&self, outcome: InvalidationOutcome, paths: usize) {
+        self.invalidations
+            .get_or_create(&InvalidationLabels { outcome })
+            .inc();
+        if outcome == InvalidationOutcome::Created {
+            self.invalidation_paths.inc_by(paths as u64);
+        }
+    }
+
+    /// OpenMetrics 1.0 text (what prometheus-client writes).
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
     }
+
+    /// Prometheus text format 0.0.4, for scrapers that do not ask for OpenMetrics
+    /// (`promtool check metrics`, older agents): the same samples, with a counter family
+    /// named by its `_total` samples and no `# EOF`/`# UNIT` lines.
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text004(&self.encode_openmetrics())
+    }
+}
+
+/// OpenMetrics names a counter family without `_total` (`# TYPE x counter`, samples
+/// `x_total`); format 0.0.4 wants the family named like its samples, or parsers see
+/// samples without HELP/TYPE. Everything else is the same line for line.
+fn openmetrics_to_text004(om: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(om.len() + 64);
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find(|p| line.starts_with(p));
+        match meta {
+            Some(prefix) => {
+                let rest = &line[prefix.len()..];
+                let name = rest.split(' ').next().unwrap_or("");
+                if counters.contains(name) {
+                    out.push_str(prefix);
+                    out.push_str(name);
+                    out.push_str("_total");
+                    out.push_str(&rest[name.len()..]);
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Installs the global tracing subscriber (the binary calls this; tests may not).

@@ -1,10 +1,11 @@
-//! Admin operations and the API's self-description: cache purge (this instance) and the
+//! Admin operations and the API's self-description: cache purge (every instance) and the
 //! OpenAPI document.
 
 use super::ApiResult;
 use super::extract::{JsonBody, SignedIn};
 use super::openapi;
 use super::views;
+use crate::cluster::Change;
 use crate::error::{Error, ErrorKind};
 use crate::state::AppState;
 use crate::storage::key;
@@ -37,8 +38,8 @@ pub(super) async fn purge(
     match (body.key, body.prefix) {
         (Some(k), None) => {
             key::validate(&k)?;
-            state.caches.purge_key(&k).await;
-            Ok(views::json(
+            let ticket = state.cluster.publish(Change::Key(k.clone())).await;
+            let response = views::json(
                 StatusCode::OK,
                 &Purged {
                     purged: PurgedWhat {
@@ -46,11 +47,12 @@ pub(super) async fn purge(
                         prefix: None,
                     },
                 },
-            ))
+            );
+            Ok(views::with_invalidation(response, ticket).await)
         }
         (None, Some(p)) if !p.is_empty() => {
-            state.caches.purge_prefix(&p).await;
-            Ok(views::json(
+            let ticket = state.cluster.publish(Change::Prefix(p.clone())).await;
+            let response = views::json(
                 StatusCode::OK,
                 &Purged {
                     purged: PurgedWhat {
@@ -58,7 +60,8 @@ pub(super) async fn purge(
                         prefix: Some(&p),
                     },
                 },
-            ))
+            );
+            Ok(views::with_invalidation(response, ticket).await)
         }
         _ => Err(Error::bad_request(
             "give exactly one of `key` or a non-empty `prefix`",

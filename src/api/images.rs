@@ -284,27 +284,36 @@ pub(super) async fn patch(
         tags: body.tags.as_deref().map(normalize_tags).transpose()?,
         description: body.description,
     };
+    let mut moved = None;
     if let Some((key, level)) = to_key {
         let l = &state.config.limits;
         let max = l.max_source_bytes.max(l.max_upload_bytes);
         // In its own task, like an upload's store: a request cut off by its deadline must
         // not stop the copy → record → delete sequence half-way.
         let owned = state.clone();
-        tokio::spawn(async move { owned.library().move_original(&rec, &key, level, max).await })
+        let (_, ticket) =
+            tokio::spawn(
+                async move { owned.library().move_original(&rec, &key, level, max).await },
+            )
             .await
             .map_err(|e| {
                 Error::new(ErrorKind::Internal, "changing the level failed").with_cause(e)
             })??;
+        moved = Some(ticket);
     }
     let updated = state
         .metadata
         .update(&id, &patch, metadata::now_micros())
         .await?
         .ok_or_else(Error::not_found)?;
-    Ok(views::json(
+    let response = views::json(
         StatusCode::OK,
         &RecordView::new(&updated, &views::urls(&state), c.sees_gps(&updated)),
-    ))
+    );
+    Ok(match moved {
+        Some(ticket) => views::with_invalidation(response, ticket).await,
+        None => response,
+    })
 }
 
 pub(super) async fn delete(
@@ -314,8 +323,8 @@ pub(super) async fn delete(
 ) -> ApiResult {
     let rec = load_owned(&state, &c, &id).await?;
     c.count_write(&state)?;
-    state.library().delete(&rec).await?;
-    Ok(views::no_content())
+    let ticket = state.library().delete(&rec).await?;
+    Ok(views::with_invalidation(views::no_content(), ticket).await)
 }
 
 #[cfg(test)]

@@ -123,5 +123,9 @@ pub(super) async fn revoke(
         .metadata
         .revoke_share(&share.id, metadata::now_micros())
         .await?;
+    state
+        .cluster
+        .publish(crate::cluster::Change::ShareRevoked(share.id.clone()))
+        .await;
     Ok(views::no_content())
 }

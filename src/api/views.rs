@@ -22,6 +22,26 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
     r
 }
 
+/// Header naming the CloudFront invalidation a change created (SPEC §14).
+pub(crate) const INVALIDATION_HEADER: &str = "x-imgorigin-invalidation";
+
+/// How long a response waits for its change's CloudFront invalidation: one batch window
+/// plus a call. A slower or failing call is retried later, without holding the response.
+const INVALIDATION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `response` with `x-imgorigin-invalidation` when the change's invalidation was created.
+pub(crate) async fn with_invalidation(
+    mut response: Response<Body>,
+    ticket: crate::cluster::Ticket,
+) -> Response<Body> {
+    if let Some(id) = ticket.invalidation_id(INVALIDATION_WAIT).await
+        && let Ok(v) = axum::http::HeaderValue::try_from(id)
+    {
+        response.headers_mut().insert(INVALIDATION_HEADER, v);
+    }
+    response
+}
+
 pub(crate) fn no_content() -> Response<Body> {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;

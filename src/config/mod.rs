@@ -25,6 +25,7 @@ use std::time::Duration;
 pub use crate::auth::access::{AccessConfig, OtherAccess};
 pub use crate::auth::ratelimit::RateLimitConfig;
 pub use crate::auth::settings::{AuthConfig, CognitoConfig, HostedUi, LocalAuthConfig};
+pub use crate::cluster::InvalidationConfig;
 pub use crate::originals::MetadataPolicy;
 pub use crate::storage::StorageConfig;
 pub use crate::storage::s3::{S3Config, S3StaticCredentials};
@@ -56,6 +57,8 @@ pub struct Config {
     pub presets: BTreeMap<String, String>,
     /// `delivery.strict` (SPEC §11).
     pub delivery_strict: bool,
+    /// `[cluster]` and the CloudFront invalidations of `[cloudfront]` (SPEC §14).
+    pub cluster: ClusterConfig,
     /// Accepted but risky combinations, each naming its keys; logged at start-up and
     /// printed by `check-config`.
     pub warnings: Vec<String>,
@@ -138,6 +141,13 @@ pub struct WatermarkConfig {
     pub position: Gravity,
     pub opacity: f32,
     pub scale: f32,
+}
+
+/// How changes reach other instances and CloudFront (SPEC §14).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub propagation: Duration,
+    pub invalidations: Option<InvalidationConfig>,
 }
 
 /// Every problem found in a configuration, one line each (`key: what is wrong`).
@@ -325,6 +335,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let watermarks = delivery::validate_watermarks(&raw.watermarks, &mut errs);
     let originals_metadata = delivery::validate_originals(&raw.originals, &mut errs);
+    let cluster = validate_cluster(&raw, &mut errs);
 
     if !errs.is_empty() {
         return Err(ConfigError(errs));
@@ -355,9 +366,53 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .map(|(k, v)| (k.clone(), v.params.clone()))
             .collect(),
         delivery_strict: raw.delivery.strict,
+        cluster,
         warnings,
     })
     .and_then(check_presets)
+}
+
+fn validate_cluster(raw: &RawConfig, errs: &mut Vec<String>) -> ClusterConfig {
+    let propagation_s = raw.cluster.propagation_s;
+    if !(1..=300).contains(&propagation_s) {
+        errs.push("cluster.propagation_s: must be between 1 and 300 seconds".into());
+    }
+    let cf = &raw.cloudfront;
+    let invalidations = match cf.distribution_id.as_deref() {
+        None => None,
+        Some(id) => {
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                errs.push(format!(
+                    "cloudfront.distribution_id: `{id}` is not a distribution id (e.g. E2QWRUHAPOMQZL)"
+                ));
+            }
+            if cf.invalidations_per_min == 0 {
+                errs.push("cloudfront.invalidations_per_min: must be at least 1".into());
+            }
+            if let Some(u) = &cf.api_endpoint_url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                errs.push(format!(
+                    "cloudfront.api_endpoint_url: `{u}` must be an http(s) URL"
+                ));
+            }
+            Some(InvalidationConfig {
+                distribution_id: id.to_string(),
+                endpoint_url: cf.api_endpoint_url.clone(),
+                per_min: cf.invalidations_per_min,
+                region: raw
+                    .storage
+                    .s3
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| "us-east-1".into()),
+            })
+        }
+    };
+    ClusterConfig {
+        propagation: Duration::from_secs(propagation_s.max(1)),
+        invalidations,
+    }
 }
 
 /// Every preset must be a valid transform on its own: parsed with the finished settings,

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub originals: Originals,
     pub presets: BTreeMap<String, Preset>,
     pub delivery: Delivery,
+    pub cluster: Cluster,
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,6 +335,11 @@ pub struct Cloudfront {
     pub edge_verified_secret: Option<String>,
     pub edge_verified_secret_file: Option<String>,
     pub trust_viewer_address: bool,
+    /// Invalidations for deletes, level changes and purges (SPEC §14).
+    pub distribution_id: Option<String>,
+    /// The CloudFront API endpoint, for compatible test servers.
+    pub api_endpoint_url: Option<String>,
+    pub invalidations_per_min: u32,
 }
 
 impl Default for Cloudfront {
@@ -349,6 +355,9 @@ impl Default for Cloudfront {
             edge_verified_secret: None,
             edge_verified_secret_file: None,
             trust_viewer_address: false,
+            distribution_id: None,
+            api_endpoint_url: None,
+            invalidations_per_min: 60,
         }
     }
 }
@@ -527,4 +536,17 @@ fn default_wm_opacity() -> f32 {
 }
 fn default_wm_scale() -> f32 {
     0.25
+}
+
+/// `[cluster]` (SPEC §14): how soon every instance applies a change made on one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    pub propagation_s: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster { propagation_s: 2 }
+    }
 }

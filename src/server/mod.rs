@@ -14,7 +14,7 @@ use crate::telemetry::{Route, Tier};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Response, header};
+use axum::http::{HeaderMap, HeaderValue, Response, header};
 use axum::middleware::{self, Next};
 use axum::routing::get;
 use std::future::Future;
@@ -107,7 +107,9 @@ async fn api_placeholder(State(state): State<Arc<AppState>>) -> Response<Body> {
     )
 }
 
-async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
+/// OpenMetrics for scrapers that ask for it (Prometheus does), text format 0.0.4 otherwise;
+/// each labelled with its own content type so the scraper picks the right parser.
+async fn metrics_route(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response<Body> {
     let m = &state.metrics;
     m.queue_depth(state.workers.queue_depth());
     // moka counts sizes lazily; settle pending inserts so the gauges are current.
@@ -118,11 +120,23 @@ async fn metrics_route(State(state): State<Arc<AppState>>) -> Response<Body> {
     m.cache_bytes(Tier::Decoded, state.caches.decoded.weighted_size());
     m.cache_bytes(Tier::Stripped, state.caches.stripped.weighted_size());
     m.cache_bytes(Tier::Facts, state.caches.facts.weighted_size());
-    let mut r = Response::new(Body::from(m.encode()));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().starts_with("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (
+            m.encode_openmetrics(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (m.encode_text(), "text/plain; version=0.0.4; charset=utf-8")
+    };
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 

@@ -7,6 +7,7 @@ mod animation;
 #[macro_use]
 mod api;
 mod auth;
+mod cluster;
 mod delivery;
 mod gallery;
 mod golden;
@@ -19,4 +20,5 @@ mod presets;
 mod privacy;
 mod regression;
 mod s3;
+mod soak;
 mod support;

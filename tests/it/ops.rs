@@ -510,3 +510,64 @@ fn container_entrypoint_turns_secrets_into_a_valid_config() {
         assert_eq!(mode, 0o600, "{file}");
     }
 }
+
+/// `/metrics` speaks both expositions, each under its own content type: text 0.0.4 by
+/// default, which Prometheus's own linter (`promtool check metrics`, Debian's prometheus
+/// package) accepts, and OpenMetrics 1.0 to a scraper that asks for it, as Prometheus does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_negotiate_openmetrics() {
+    let s = TestServer::start("").await;
+    assert_eq!(s.get("/public/quad.jpg?w=8").await.status(), 200);
+    assert_eq!(s.get("/public/missing.png").await.status(), 404);
+    let url = format!("{}/metrics", s.metrics_base);
+
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("# EOF"));
+    assert!(
+        text.contains("# TYPE imgorigin_requests_total counter"),
+        "{text}"
+    );
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What Prometheus 2.x sends.
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let r = reqwest::Client::new()
+        .get(&url)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let om = r.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE imgorigin_requests counter"));
+    assert!(om.contains("imgorigin_requests_total{route=\"image\",status=\"200\"} 1"));
+}

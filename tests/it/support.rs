@@ -585,13 +585,21 @@ pub struct Moto {
 
 impl Moto {
     pub async fn start() -> Moto {
+        imgorigin::app::install_crypto_provider();
         let python = independent_python().get_program().to_owned();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().unwrap().port()
         };
         let child = std::process::Command::new(python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

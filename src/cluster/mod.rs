@@ -1,0 +1,186 @@
+//! Changes that must reach every instance and CloudFront (SPEC §14). A delete, a level
+//! change, a share revocation or a purge is applied to this instance's caches at once,
+//! published to the other instances (PostgreSQL `LISTEN/NOTIFY`, see `pg`), and turned into
+//! a CloudFront invalidation when a distribution is configured (see `cloudfront`).
+//!
+//! What the other instances drop: every cached tier of the key (originals, variants,
+//! decodes, stripped layouts, facts). When the listener loses its connection it may have
+//! missed changes, so until it is back the originals tier is bypassed (every request
+//! revalidates its original with storage) and on reconnecting that tier is dropped. The
+//! other tiers need no drop: their entries are keyed by the original's version (ETag) and
+//! are only reached through an original confirmed by storage, so a stale one is never found.
+
+pub mod cloudfront;
+mod pg;
+
+use crate::cache::Caches;
+use crate::telemetry::{ClusterEvent, Metrics};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use cloudfront::InvalidationConfig;
+
+/// One change every instance applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Change {
+    /// The original at this key is gone (deleted, or moved away by a level change).
+    Key(String),
+    /// An admin purge of every key under this prefix (`""`: every key).
+    Prefix(String),
+    /// A share was revoked. Shares are read from the metadata store on every request, so
+    /// there is nothing cached to drop; it is published so every instance counts it.
+    ShareRevoked(String),
+}
+
+impl Change {
+    async fn apply(&self, caches: &Caches) {
+        match self {
+            Change::Key(key) => caches.purge_key(key).await,
+            Change::Prefix(prefix) => caches.purge_prefix(prefix).await,
+            Change::ShareRevoked(_) => {}
+        }
+    }
+
+    /// The CloudFront path that covers every variant of what changed: `/<key>*`.
+    fn invalidation_path(&self) -> Option<String> {
+        match self {
+            Change::Key(k) | Change::Prefix(k) => Some(cloudfront::path_for(k)),
+            Change::ShareRevoked(_) => None,
+        }
+    }
+}
+
+/// Where the other instances are.
+#[derive(Clone, Debug)]
+pub enum Peers {
+    /// None that could share this instance's data (SQLite: one instance per database).
+    Alone,
+    /// Every instance on this PostgreSQL database.
+    Postgres(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub peers: Peers,
+    /// `cluster.propagation_s`.
+    pub propagation: Duration,
+    pub invalidations: Option<InvalidationConfig>,
+}
+
+/// This instance's end of the change fan-out. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Random per process: an instance ignores its own notifications.
+    instance: String,
+    caches: Caches,
+    metrics: Metrics,
+    propagation: Duration,
+    peers: Option<pg::Peers>,
+    invalidator: Option<cloudfront::Invalidator>,
+    /// While the listener is down this instance may miss changes (see the module docs).
+    degraded: AtomicBool,
+}
+
+/// What a published change started: the CloudFront invalidation it joined, if any.
+pub struct Ticket(Option<tokio::sync::oneshot::Receiver<String>>);
+
+impl Ticket {
+    /// The invalidation id once CloudFront created it, waiting at most `wait` (a batch
+    /// is sent within a second; a failed call is retried later without this caller).
+    pub async fn invalidation_id(self, wait: Duration) -> Option<String> {
+        let rx = self.0?;
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+}
+
+impl Cluster {
+    /// Connects nothing yet (see [`Cluster::start`]); fails only on a malformed URL.
+    pub async fn new(
+        settings: ClusterSettings,
+        caches: Caches,
+        metrics: Metrics,
+    ) -> Result<Cluster, String> {
+        let peers = match &settings.peers {
+            Peers::Alone => None,
+            Peers::Postgres(url) => Some(pg::Peers::new(url)?),
+        };
+        if peers.is_some() {
+            metrics.cluster_degraded.set(1);
+        }
+        let invalidator = match &settings.invalidations {
+            Some(c) => Some(cloudfront::Invalidator::new(c, metrics.clone()).await),
+            None => None,
+        };
+        Ok(Cluster {
+            inner: Arc::new(Inner {
+                instance: crate::metadata::new_id(),
+                caches,
+                metrics,
+                propagation: settings.propagation,
+                // Until the listener has connected, this instance cannot know of changes.
+                degraded: AtomicBool::new(peers.is_some()),
+                peers,
+                invalidator,
+            }),
+        })
+    }
+
+    /// Starts the listener for other instances' changes and the invalidation sender; they
+    /// end when the last clone of this cluster is dropped.
+    pub fn start(&self) {
+        if self.inner.peers.is_some() {
+            tokio::spawn(pg::listen(Arc::downgrade(&self.inner)));
+        }
+        if let Some(inv) = &self.inner.invalidator {
+            inv.start();
+        }
+    }
+
+    /// Applies `change` here, sends it to the other instances and queues its CloudFront
+    /// invalidation. Never fails: a change that cannot be sent is retried and logged; the
+    /// caller's operation has happened either way.
+    pub async fn publish(&self, change: Change) -> Ticket {
+        let inner = &self.inner;
+        change.apply(&inner.caches).await;
+        if let Some(peers) = &inner.peers {
+            peers.notify(&inner.instance, &change, inner.metrics.clone());
+        }
+        let ticket = match (&inner.invalidator, change.invalidation_path()) {
+            (Some(inv), Some(path)) => Some(inv.submit(path)),
+            _ => None,
+        };
+        Ticket(ticket)
+    }
+
+    /// This process's random id (in its notifications and its listener's
+    /// `application_name`, `imgorigin-listener-<id>`).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// True while changes of other instances may be missed: callers must then confirm
+    /// every cached original with storage before serving it.
+    pub fn degraded(&self) -> bool {
+        self.inner.degraded.load(Ordering::Acquire)
+    }
+}
+
+impl Inner {
+    fn set_degraded(&self, on: bool) {
+        self.degraded.store(on, Ordering::Release);
+        self.metrics.cluster_degraded.set(i64::from(on));
+    }
+
+    /// A change from another instance.
+    async fn received(&self, change: &Change) {
+        self.metrics.cluster_event(ClusterEvent::Received);
+        change.apply(&self.caches).await;
+    }
+}
