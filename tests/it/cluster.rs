@@ -13,37 +13,33 @@ use std::time::{Duration, Instant};
 /// Long enough that the test never depends on speed; changes arrive in milliseconds.
 const PROPAGATION_S: u64 = 5;
 
-/// Two instances on one PostgreSQL schema and one S3 bucket; originals are cached for an
-/// hour, so only the fan-out can make B notice A's changes in time.
+/// One instance on `url` and the shared bucket. Originals are cached for an hour, so only
+/// the fan-out can make it notice another instance's changes in time. Returns once its
+/// listener is up (it stops being degraded).
+async fn instance(url: &str, s3: &S3Server, objects: &Path) -> Api {
+    let api = Api::build(
+        tempfile::tempdir().unwrap(),
+        Setup {
+            db_url: url.to_string(),
+            storage: (s3.config_toml(), objects.to_path_buf()),
+            extra: format!(
+                "[cache]\nsource_ttl_s = 3600\n[cluster]\npropagation_s = {PROPAGATION_S}\n"
+            ),
+            signing: true,
+            wrap: None,
+        },
+    )
+    .await;
+    poll("listener connected", Duration::from_secs(30), || async {
+        api.s.metric("imgorigin_cluster_degraded").await == 0.0
+    })
+    .await;
+    api
+}
+
+/// Two instances on one PostgreSQL schema and one S3 bucket, started at once.
 async fn pair(url: &str, s3: &S3Server, objects: &Path) -> (Api, Api) {
-    let start = || {
-        let storage = (s3.config_toml(), objects.to_path_buf());
-        let url = url.to_string();
-        async move {
-            Api::build(
-                tempfile::tempdir().unwrap(),
-                Setup {
-                    db_url: url,
-                    storage,
-                    extra: format!(
-                        "[cache]\nsource_ttl_s = 3600\n[cluster]\npropagation_s = {PROPAGATION_S}\n"
-                    ),
-                    signing: true,
-                    wrap: None,
-                },
-            )
-            .await
-        }
-    };
-    let (a, b) = tokio::join!(start(), start());
-    // Each listener is up once its instance stops being degraded.
-    for s in [&a, &b] {
-        poll("listener connected", Duration::from_secs(30), || async {
-            s.s.metric("imgorigin_cluster_degraded").await == 0.0
-        })
-        .await;
-    }
-    (a, b)
+    tokio::join!(instance(url, s3, objects), instance(url, s3, objects))
 }
 
 async fn poll<F, Fut>(what: &str, deadline: Duration, mut check: F) -> Duration
@@ -180,73 +176,131 @@ async fn delete_level_change_and_purge_reach_the_other_instance() {
     .await;
 }
 
-/// B's listener connection is killed: B must neither miss a delete made meanwhile nor keep
-/// serving its cached copy, and must listen again afterwards.
+/// How the TCP path from instance B to PostgreSQL behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Up,
+    /// Every connection reset, new ones refused (a restart, a failover).
+    Down,
+    /// Bytes stop flowing, connections stay open (a silent network drop).
+    Blackhole,
+}
+
+/// A TCP relay to PostgreSQL whose link the test switches.
+async fn pg_relay(upstream: std::net::SocketAddr) -> (u16, tokio::sync::watch::Sender<Link>) {
+    let (tx, rx) = tokio::sync::watch::channel(Link::Up);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let mut link = rx.clone();
+            tokio::spawn(async move {
+                let now = *link.borrow();
+                if now != Link::Up {
+                    return;
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let cut = tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => None,
+                    r = link.wait_for(|l| *l != Link::Up) => r.ok().map(|l| *l),
+                };
+                if cut == Some(Link::Blackhole) {
+                    // Hold both ends silent until the link is back, then drop them.
+                    let _ = link.wait_for(|l| *l == Link::Up).await.is_ok();
+                }
+            });
+        }
+    });
+    (port, tx)
+}
+
+/// `url` with its host and port replaced by 127.0.0.1:`port`.
+fn via_port(url: &str, port: u16) -> String {
+    let mut u = reqwest::Url::parse(url).unwrap();
+    u.set_host(Some("127.0.0.1")).unwrap();
+    u.set_port(Some(port)).unwrap();
+    u.to_string()
+}
+
+/// B's path to PostgreSQL is cut (connections reset, then silently dropped): while B
+/// cannot hear A, a delete on A must still be 404 on B within `propagation_s` (B revalidates
+/// every original while it may miss changes), and once the link is back B listens again
+/// and serves from its caches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_listener_connection_serves_nothing_stale_and_recovers() {
+async fn a_lost_listener_serves_nothing_stale_and_recovers() {
     let Some(url) = postgres_url().await else {
         return;
     };
+    let upstream = {
+        let u = reqwest::Url::parse(&url).unwrap();
+        let host = u.host_str().unwrap().to_string();
+        tokio::net::lookup_host((host, u.port().unwrap_or(5432)))
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let (port, link) = pg_relay(upstream).await;
     let (_dir, s3_root, objects) = bucket();
     let s3 = S3Server::start(&s3_root).await;
-    let (a, b) = pair(&url, &s3, &objects).await;
+    let a = instance(&url, &s3, &objects).await;
+    let b = instance(&via_port(&url, port), &s3, &objects).await;
     let within = Duration::from_secs(PROPAGATION_S);
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let reconnects =
-        b.s.metric("imgorigin_cluster_changes_total{event=\"reconnected\"}")
+    let degraded = || async { b.s.metric("imgorigin_cluster_degraded").await == 1.0 };
+
+    for (cut, what) in [(Link::Down, "reset"), (Link::Blackhole, "silent")] {
+        let rec = a.upload(Who::Admin, "public", png(4)).await;
+        let (id, key) = (rec["id"].as_str().unwrap(), rec["key"].as_str().unwrap());
+        assert_eq!(status(&b, &format!("/{key}?w=8"), Who::Guest).await, 200);
+        link.send(cut).unwrap();
+        // Noticed at once (reset) or by the missing heartbeat within propagation_s (silent).
+        poll(&format!("B degraded ({what})"), within * 2, degraded).await;
+        let (st, _) = a
+            .call(
+                "DELETE",
+                &format!("/api/v1/images/{id}"),
+                Who::Admin,
+                Req::Empty,
+            )
             .await;
-
-    let doomed = a.upload(Who::Admin, "public", png(4)).await;
-    let (id, key) = (
-        doomed["id"].as_str().unwrap(),
-        doomed["key"].as_str().unwrap(),
-    );
-    assert_eq!(status(&b, &format!("/{key}?w=8"), Who::Guest).await, 200);
-
-    let killed: Vec<(bool,)> = sqlx::query_as(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(format!(
-        "imgorigin-listener-{}",
-        b.s.state.cluster.instance()
-    ))
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(killed, vec![(true,)], "B's listener found and terminated");
-    // The delete races B's reconnection: whichever comes first, B must not serve the image.
-    let (st, _) = a
-        .call(
-            "DELETE",
-            &format!("/api/v1/images/{id}"),
-            Who::Admin,
-            Req::Empty,
+        assert_eq!(st, 204);
+        // B cannot have heard of it: it must not serve its cached copy all the same.
+        assert_eq!(
+            status(&b, &format!("/{key}?w=8"), Who::Guest).await,
+            404,
+            "{what}: B served a deleted image while its listener was down"
+        );
+        assert!(degraded().await, "{what}: B still cut off");
+        link.send(Link::Up).unwrap();
+        poll(
+            &format!("B listens again ({what})"),
+            Duration::from_secs(30),
+            || async { b.s.metric("imgorigin_cluster_degraded").await == 0.0 },
         )
         .await;
-    assert_eq!(st, 204);
-    poll(
-        "B: deleted key is 404 after the listener was killed",
-        within,
-        || async { status(&b, &format!("/{key}?w=8"), Who::Guest).await == 404 },
-    )
-    .await;
-    poll("B listens again", Duration::from_secs(30), || async {
-        b.s.metric("imgorigin_cluster_changes_total{event=\"reconnected\"}")
-            .await
-            > reconnects
-            && b.s.metric("imgorigin_cluster_degraded").await == 0.0
-    })
-    .await;
+    }
     assert!(
         b.s.metric("imgorigin_cluster_changes_total{event=\"listener_lost\"}")
             .await
-            >= 1.0
+            >= 2.0
     );
 
-    // Recovered: a later delete reaches B through the listener again.
+    // Recovered: cached again, and a later delete reaches B through the listener.
     let rec = a.upload(Who::Admin, "public", png(5)).await;
     let (id, key) = (rec["id"].as_str().unwrap(), rec["key"].as_str().unwrap());
     assert_eq!(status(&b, &format!("/{key}?w=8"), Who::Guest).await, 200);
+    let fetches = b.s.metric("imgorigin_storage_fetches_total").await;
+    assert_eq!(status(&b, &format!("/{key}?w=8"), Who::Guest).await, 200);
+    assert_eq!(
+        b.s.metric("imgorigin_storage_fetches_total").await,
+        fetches,
+        "served from the cache again"
+    );
     let received =
         b.s.metric("imgorigin_cluster_changes_total{event=\"received\"}")
             .await;
@@ -259,7 +313,7 @@ async fn a_lost_listener_connection_serves_nothing_stale_and_recovers() {
         )
         .await;
     assert_eq!(st, 204);
-    poll("B: second delete seen", within, || async {
+    poll("B: later delete seen", within, || async {
         status(&b, &format!("/{key}?w=8"), Who::Guest).await == 404
     })
     .await;

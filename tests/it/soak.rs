@@ -128,10 +128,11 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn in_fault(&self, at: Instant) -> bool {
+    /// Whether a request that ran from `sent` to `done` overlapped a fault (or its grace).
+    fn in_fault(&self, sent: Instant, done: Instant) -> bool {
         self.faults
             .iter()
-            .any(|(start, end, _)| at >= *start && end.is_none_or(|e| at <= e + GRACE))
+            .any(|(start, end, _)| done >= *start && end.is_none_or(|e| sent <= e + GRACE))
     }
 }
 
