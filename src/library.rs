@@ -52,9 +52,18 @@ impl Library<'_> {
         rec.state = RecordState::Pending;
         self.metadata.insert(&rec).await?;
         if let Err(e) = self.storage.put(&rec.key, bytes, &rec.content_type).await {
-            tracing::warn!(id = %rec.id, error = %e, "upload: storing the original failed; removing the pending record");
-            if let Err(e2) = self.metadata.delete(&rec.id).await {
-                tracing::error!(id = %rec.id, error = %e2, "upload: pending record not removed; the sweep will");
+            // A put that failed may still have landed (a timeout after the write): the object
+            // goes too, or the pending record stays so the sweep removes both later.
+            tracing::warn!(id = %rec.id, error = %e, "upload: storing the original failed; removing it and the pending record");
+            match self.storage.delete(&rec.key).await {
+                Ok(()) => {
+                    if let Err(e2) = self.metadata.delete(&rec.id).await {
+                        tracing::error!(id = %rec.id, error = %e2, "upload: pending record not removed; the sweep will");
+                    }
+                }
+                Err(e2) => {
+                    tracing::error!(id = %rec.id, error = %e2, "upload: a possibly stored original not removed; the sweep will");
+                }
             }
             return Err(e.into());
         }

@@ -1510,10 +1510,12 @@ impl Storage for FlakyStorage {
         self.inner.get_if_changed(key, etag, max).await
     }
     async fn put(&self, key: &str, body: Bytes, ct: &str) -> Result<ObjectMeta, StorageError> {
+        let meta = self.inner.put(key, body, ct).await?;
         if self.fail_put.load(Ordering::SeqCst) {
+            // The worst case of a failed put: it landed, then the answer was lost (soak).
             return Err(StorageError::Unavailable("injected put failure".into()));
         }
-        self.inner.put(key, body, ct).await
+        Ok(meta)
     }
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         if self.fail_delete.load(Ordering::SeqCst) {

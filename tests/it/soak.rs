@@ -144,12 +144,13 @@ struct Load {
 }
 
 impl Load {
-    fn record(&self, op: &str, status: u16, sent: Instant) {
+    fn record(&self, op: &str, status: u16, sent: Instant, body: &[u8]) {
         let mut l = self.ledger.lock().unwrap();
         l.requests += 1;
         *l.by_status.entry(status.to_string()).or_default() += 1;
         if status >= 500 && !l.in_fault(sent, Instant::now()) {
-            l.unexpected_5xx.push(format!("{op}: {status}"));
+            let body = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            l.unexpected_5xx.push(format!("{op}: {status} {body}"));
         }
     }
 
@@ -166,16 +167,20 @@ impl Load {
                 let status = r.status().as_u16();
                 let headers = r.headers().clone();
                 let body = r.bytes().await.unwrap_or_default();
-                self.record(op, status, at);
+                self.record(op, status, at, &body);
                 Some((status, headers, body))
             }
             Err(e) => {
-                let mut l = self.ledger.lock().unwrap();
-                l.requests += 1;
-                *l.by_status.entry("connection_error".into()).or_default() += 1;
-                if !l.in_fault(at, Instant::now()) {
-                    l.unexpected_5xx.push(format!("{op}: {e}"));
+                {
+                    let mut l = self.ledger.lock().unwrap();
+                    l.requests += 1;
+                    *l.by_status.entry("connection_error".into()).or_default() += 1;
+                    if !l.in_fault(at, Instant::now()) {
+                        l.unexpected_5xx.push(format!("{op}: {e}"));
+                    }
                 }
+                // A killed instance refuses at once: don't spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 None
             }
         }
@@ -542,29 +547,29 @@ async fn soak() {
             }
         }
     }
-    // Orphans: every record has its object, every object a record.
-    let mut records = std::collections::BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{}/api/v1/images?limit=100", load.bases[0]);
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let v: Value = admin(http.get(url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for item in v["items"].as_array().unwrap() {
-            records.insert(item["key"].as_str().unwrap().to_string());
-        }
-        match v["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    // Orphans: every record has its object, every object a record. Records left `pending`
+    // or `deleting` by the killed instance are listed apart: the start-up sweep settles
+    // them (with their objects) once they are an hour old.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, state FROM images")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let records: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter(|(_, st)| st == "ready")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let unsettled: Vec<String> = rows
+        .iter()
+        .filter(|(_, st)| st != "ready")
+        .map(|(k, st)| format!("{k} ({st})"))
+        .collect();
+    let unsettled_keys: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|(_, st)| st != "ready")
+        .map(|(k, _)| k.as_str())
+        .collect();
     let mut stored = std::collections::BTreeSet::new();
     for level in ["protected", "private", "public"] {
         for f in walkdir(&objects.join(level)) {
@@ -577,7 +582,11 @@ async fn soak() {
             );
         }
     }
-    let orphan_objects: Vec<_> = stored.difference(&records).cloned().collect();
+    let orphan_objects: Vec<_> = stored
+        .difference(&records)
+        .filter(|k| !unsettled_keys.contains(k.as_str()))
+        .cloned()
+        .collect();
     let orphan_records: Vec<_> = records.difference(&stored).cloned().collect();
     let max_rss: Vec<u64> = (0..2)
         .map(|i| rss.iter().filter_map(|(_, r)| r[i]).max().unwrap_or(0))
@@ -610,6 +619,7 @@ async fn soak() {
         "stale_reads": stale,
         "orphan_objects": orphan_objects,
         "orphan_records": orphan_records,
+        "unsettled_records": unsettled,
         "rss_budget_mb": budget_mb,
         "max_rss_mb": max_rss,
         "rss_mb_every_5s": rss.iter().map(|(t, r)| json!([t, r[0], r[1]])).collect::<Vec<_>>(),
