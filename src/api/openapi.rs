@@ -155,7 +155,7 @@ pub fn document() -> Value {
                     json!({"security": [{}], "requestBody": json_body(json!({"type": "object", "required": ["name", "password"], "properties": {"name": {"type": "string"}, "password": {"type": "string", "format": "password"}}}))})),
             },
             "/api/v1/cache/purge": {
-                "post": op("Drop cached variants on this instance (admin)",
+                "post": op("Drop cached variants on every instance and invalidate them in CloudFront (admin)",
                     with(errors(&[("400", "give key or prefix"), ("403", "not an admin")]), "200", ok_json("what was purged", json!({"type": "object"}))),
                     json!({"requestBody": json_body(json!({"type": "object", "properties": {"key": {"type": "string"}, "prefix": {"type": "string"}}}))})),
             },
