@@ -15,7 +15,7 @@ from collections import defaultdict
 
 MAX_OTHER = 0.15
 OURS = "imgorigin"
-WORKLOADS = ["miss-jpeg", "miss-webp", "miss-avif", "thumb", "hit"]
+WORKLOADS = ["miss-jpeg", "miss-webp", "miss-avif", "thumb", "hit", "first-view"]
 
 
 def spread(vals, fmt):

@@ -13,6 +13,7 @@ use crate::headers::CacheControls;
 use crate::metadata::MetadataStore;
 use crate::pipeline::Watermark;
 use crate::server;
+use crate::shared::SharedVariants;
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::storage::fs::FsStorage;
@@ -131,6 +132,12 @@ async fn build_state(
     let (auth, local_issuer) = build_authenticator(&config)?;
     let rate_limits = RateLimits::new(&config.rate_limit);
     let parse = config.parse_settings();
+    let shared_prefix = config
+        .cache
+        .shared
+        .enabled
+        .then(|| config.cache.shared.prefix.clone());
+    let (shared, shared_writes) = SharedVariants::new(storage.clone(), shared_prefix);
     let caches = Caches::new(
         config.cache.variant_bytes,
         config.cache.source_bytes,
@@ -151,6 +158,9 @@ async fn build_state(
     let state = AppState {
         caches,
         cluster,
+        shared,
+        shared_writes: std::sync::Mutex::new(shared_writes),
+        ingest_task: std::sync::Mutex::new(None),
         workers: Workers::new(
             config.limits.transform_concurrency,
             config.limits.transform_queue,
@@ -256,6 +266,11 @@ impl App {
     /// rate-limit pruning and upload-reservation sweep. The tasks end with the app.
     pub fn start_background(&self) {
         self.state.cluster.start();
+        self.start_shared_writer();
+        if self.state.config.ingest.queue_url.is_some() {
+            let task = tokio::spawn(crate::ingest::run(self.state.clone()));
+            *lock(&self.state.ingest_task) = Some(task.abort_handle());
+        }
         let sweep_state = self.state.clone();
         tokio::spawn(async move { sweep_state.library().sweep_unfinished(STALE_AFTER_S).await });
         spawn_periodic(&self.state, RATE_LIMIT_PRUNE_EVERY, |state| async move {
@@ -267,6 +282,40 @@ impl App {
                 .sweep_reservations(crate::metadata::now_micros())
                 .await;
         });
+    }
+
+    /// The writer of the shared variant store (SPEC §12), when it is on. It holds the
+    /// store's storage, not the app: it ends when the app (the queue's sender) is dropped.
+    fn start_shared_writer(&self) {
+        let Some(rx) = lock(&self.state.shared_writes).take() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.state);
+        let storage = self.state.storage.clone();
+        tokio::spawn(crate::shared::run_writer(storage, rx, move |outcome| {
+            if let Some(state) = weak.upgrade() {
+                state.metrics.shared_write(outcome.as_str());
+            }
+        }));
+    }
+
+    /// Only the ingest consumer and the shared-store writer, no listener
+    /// (`imgorigin ingest`, a worker-only deployment), until `shutdown` resolves.
+    pub async fn run_ingest_only(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        if self.state.config.ingest.queue_url.is_none() {
+            return Err(StartError(
+                "ingest.queue_url: not set; nothing to do".into(),
+            ));
+        }
+        self.start_background();
+        shutdown.await;
+        if let Some(t) = lock(&self.state.ingest_task).take() {
+            t.abort();
+        }
+        Ok(())
     }
 
     /// The public router (delivery, health, API).
@@ -288,6 +337,10 @@ impl App {
     ) -> std::io::Result<()> {
         server::serve(self.state, listener, metrics_listener, shutdown).await
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Binds both listeners from the config and serves until SIGTERM/SIGINT.
@@ -312,5 +365,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError(format!("server error: {e}")))?;
     tracing::info!("imgorigin stopped");
+    Ok(())
+}
+
+/// `imgorigin ingest`: the ingest consumer alone, until SIGTERM/SIGINT.
+pub async fn run_ingest(config: Config) -> Result<(), StartError> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let app = App::builder(config).build().await?;
+    tracing::info!("imgorigin ingest worker started");
+    app.run_ingest_only(server::shutdown_signal()).await?;
+    tracing::info!("imgorigin ingest worker stopped");
     Ok(())
 }

@@ -7,16 +7,16 @@
 
 use crate::auth::ratelimit::ClientKey;
 use crate::auth::{self, Principal, access};
-use crate::cache::{Derived, Original, OriginalEvents, OriginalPolicy, Variant, VariantId};
+use crate::cache::{Derived, Original, OriginalEvents, OriginalPolicy, VariantId};
 use crate::error::{Error, ErrorKind};
 use crate::headers::{Audience, ETag, ResponseHeads};
-use crate::media::OutputFormat;
+use crate::metadata::Moderation;
 use crate::originals::{Layout, MetadataPolicy, StripError, Stripped};
-use crate::params::{self, PendingTransform, SourceTraits, Transform};
-use crate::pipeline::{self, RenderOptions};
+use crate::params;
 use crate::state::AppState;
 use crate::storage::key;
 use crate::telemetry::{Metrics, Tier};
+use crate::variants;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Response, Uri, header};
 use bytes::Bytes;
@@ -26,7 +26,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 pub use crate::headers::CacheOutcome;
 
@@ -39,12 +38,17 @@ pub async fn handle(
 ) -> Result<Response<Body>, Error> {
     let head_only = head_only(method)?;
     let key = key::from_path(uri.path())?;
+    if key.starts_with(state.config.cache.shared.prefix.as_str()) {
+        // The shared variant store (SPEC §12) holds no originals.
+        return Err(Error::not_found());
+    }
     let now = crate::unix_now();
     let principal = state
         .auth
         .principal(headers, Some((uri.path(), uri.query())), peer, now)
         .await?;
     check_read(state, &principal, &key)?;
+    let flagged = check_moderation(state, &principal, &key).await?;
     if state.config.delivery_strict
         && !matches!(
             principal,
@@ -55,6 +59,8 @@ pub async fn handle(
     }
     let parsed = params::parse(uri.query(), &state.parse)?;
     let audience = audience(state, &principal, &key, parsed.share.as_deref(), now).await?;
+    // What its owner reads of a flagged image is for them only, never a shared cache.
+    let audience = if flagged { Audience::Private } else { audience };
     let original = fetch_original(state, &key).await?;
     let asked = Asked {
         principal: &principal,
@@ -69,7 +75,8 @@ pub async fn handle(
     let Some(pending) = parsed.transform else {
         return serve_original(state, &asked, &original).await;
     };
-    let (transform, negotiated) = output(state, &original, &pending, headers)?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (transform, negotiated) = variants::output(state, &original, &pending, accept)?;
     let id = params::variant_id(&key, &original.meta.etag, &transform);
     let heads = response_heads(
         state,
@@ -88,7 +95,8 @@ pub async fn handle(
             .rate_limits
             .ip_key(state.auth.viewer_ip(headers, peer)),
     };
-    let (variant, outcome) = variant(state, id, &original, transform, &key, client).await?;
+    let (variant, outcome) =
+        variants::variant(state, id, &original, transform, &key, client).await?;
     Ok(heads.ok(variant.content_type, &variant.body, head_only, outcome))
 }
 
@@ -111,6 +119,33 @@ fn check_read(state: &AppState, principal: &Principal, key: &str) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// SPEC §12: while moderation is on, a flagged image is read only by its owner and
+/// admins; guests, other users, signed URLs and share links get 403. One record lookup
+/// per request, so only when moderation is on. True when the image is flagged (and the
+/// caller may read it).
+async fn check_moderation(
+    state: &AppState,
+    principal: &Principal,
+    key: &str,
+) -> Result<bool, Error> {
+    if !state.config.ingest.moderation {
+        return Ok(false);
+    }
+    let Some(rec) = state.metadata.get_by_key(key).await? else {
+        return Ok(false);
+    };
+    if rec.moderation != Some(Moderation::Flagged) {
+        return Ok(false);
+    }
+    if !access::may_change(principal, rec.owner.as_deref()) {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            "not allowed to read this image",
+        ));
+    }
+    Ok(true)
 }
 
 /// Who could read this answer, which decides how it may be cached. A share link is
@@ -200,40 +235,6 @@ impl OriginalEvents for Metrics {
     }
 }
 
-/// The transform resolved for this source and `Accept`, checked against the source and
-/// output pixel caps before a worker is taken; and whether its format was negotiated
-/// (`Vary: Accept`). `fm=auto` falls back from AVIF (the tighter cap) to what else the
-/// client accepts.
-fn output(
-    state: &AppState,
-    original: &Original,
-    pending: &PendingTransform,
-    headers: &HeaderMap,
-) -> Result<(Transform, bool), Error> {
-    let info = original.probe.clone()?;
-    // Also checked inside the pipeline; here it refuses before taking a worker slot.
-    let max_pixels = state.config.limits.max_source_pixels;
-    pipeline::check_source_pixels(info.width, info.height, max_pixels)?;
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let traits = SourceTraits {
-        format: info.format,
-        has_alpha: info.has_alpha,
-        animated: info.animated(),
-    };
-    let (transform, negotiated) = params::resolve(pending, traits, accept, &state.parse);
-    let limits = render_limits(state);
-    match pipeline::check_output(&original.body, &transform, &limits) {
-        Ok(()) => Ok((transform, negotiated)),
-        Err(e) if !(negotiated && transform.format == OutputFormat::Avif) => Err(e.into()),
-        Err(_) => {
-            let (transform, _) =
-                params::resolve_without_avif(pending, traits, accept, &state.parse);
-            pipeline::check_output(&original.body, &transform, &limits)?;
-            Ok((transform, negotiated))
-        }
-    }
-}
-
 /// The heads of a 200 or 304 for this original or a variant of it.
 fn response_heads(
     state: &AppState,
@@ -249,41 +250,6 @@ fn response_heads(
         cache_control: state.cache_controls.value(audience),
         vary_accept,
     }
-}
-
-/// The variant from the cache, or rendered on the worker pool once the client's miss
-/// budget allows it.
-async fn variant(
-    state: &Arc<AppState>,
-    id: VariantId,
-    original: &Arc<Original>,
-    transform: Transform,
-    key: &str,
-    client: impl FnOnce() -> ClientKey,
-) -> Result<(Arc<Variant>, CacheOutcome), Error> {
-    if let Some(v) = state.caches.variants.get(&id).await {
-        state.metrics.cache_hit(Tier::Variant);
-        return Ok((v, CacheOutcome::Hit));
-    }
-    state.metrics.cache_miss(Tier::Variant);
-    if let Err(e) = state.rate_limits.check_miss(&client()) {
-        state.metrics.rejected("rate_limited");
-        return Err(e);
-    }
-    let render = render_variant(state.clone(), original.clone(), transform, key.to_owned());
-    // The render and its cache insert run detached from this request: a request that
-    // times out (or whose client leaves) drops only its wait, so the work already
-    // admitted still lands in the cache and a retry is a hit instead of a second render.
-    // Identical concurrent misses still render once: each waiter's task joins the same
-    // `try_get_with`. Admission (503 when the queue is full) is still answered at once,
-    // through the task.
-    let variants = state.caches.variants.clone();
-    let task = tokio::spawn(async move { variants.try_get_with(id, render).await });
-    let v = task
-        .await
-        .map_err(|e| Error::internal(format!("render task failed: {e}")))?
-        .map_err(|e| (*e).clone())?;
-    Ok((v, CacheOutcome::Miss))
 }
 
 /// Who asked for which original, and how the answer may be cached.
@@ -522,84 +488,6 @@ async fn serve_facts(
 fn sha2_of(b: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(b).into()
-}
-
-/// The server's render settings, without a watermark.
-fn render_limits(state: &AppState) -> RenderOptions<'static> {
-    let l = &state.config.limits;
-    RenderOptions {
-        max_output: (l.max_width, l.max_height),
-        max_source_pixels: l.max_source_pixels,
-        max_output_pixels: l.max_output_pixels,
-        max_avif_output_pixels: l.max_avif_output_pixels,
-        max_animation_frames: l.max_animation_frames,
-        max_animation_pixels: l.max_animation_pixels,
-        avif: state.config.format.avif_settings,
-        watermark: None,
-    }
-}
-
-/// Renders on the worker pool; the result goes into the variant cache.
-async fn render_variant(
-    state: Arc<AppState>,
-    original: Arc<Original>,
-    t: Transform,
-    key: String,
-) -> Result<Arc<Variant>, Error> {
-    let watermark =
-        match &t.watermark {
-            Some(name) => {
-                Some(state.watermarks.get(name).cloned().ok_or_else(|| {
-                    Error::bad_request("invalid parameter `wm`: unknown watermark")
-                })?)
-            }
-            None => None,
-        };
-    let limits = render_limits(&state);
-    let queued_at = Instant::now();
-    let metrics_state = state.clone();
-    let key_for_render = key.clone();
-    state.metrics.queue_depth(state.workers.queue_depth() + 1);
-    let result = state
-        .workers
-        .run(move || {
-            let m = &metrics_state.metrics;
-            m.render_started(queued_at.elapsed().as_secs_f64());
-            let started = Instant::now();
-            let opts = RenderOptions {
-                watermark: watermark.as_deref(),
-                ..limits
-            };
-            let kept = metrics_state
-                .caches
-                .decoded
-                .of(&key_for_render, &original.meta.etag);
-            let out = pipeline::render_with(&original.body, &t, &opts, Some(&kept));
-            // Animated renders and early refusals do not use the tier.
-            if kept.decoded() {
-                m.cache_miss(Tier::Decoded);
-            } else if kept.consulted() {
-                m.cache_hit(Tier::Decoded);
-            }
-            m.render_finished(started.elapsed().as_secs_f64());
-            out
-        })
-        .await;
-    state.metrics.queue_depth(state.workers.queue_depth());
-    let rendered = match result {
-        Ok(r) => r?,
-        Err(e) => {
-            if e.kind == ErrorKind::ServiceUnavailable {
-                state.metrics.rejected("queue_full");
-            }
-            return Err(e);
-        }
-    };
-    Ok(Arc::new(Variant {
-        content_type: rendered.format.content_type(),
-        body: bytes::Bytes::from(rendered.bytes),
-        key: key.into(),
-    }))
 }
 
 /// Delivery side of shares: a signed request carrying `share=<id>` is served only while

@@ -15,6 +15,8 @@ use std::time::SystemTime;
 pub enum CacheOutcome {
     Hit,
     Miss,
+    /// From the shared variant store (SPEC §12): no render on this instance.
+    Shared,
     Original,
     NotModified,
 }
@@ -24,6 +26,7 @@ impl CacheOutcome {
         match self {
             CacheOutcome::Hit => "hit",
             CacheOutcome::Miss => "miss",
+            CacheOutcome::Shared => "shared",
             CacheOutcome::Original => "original",
             CacheOutcome::NotModified => "not-modified",
         }

@@ -15,6 +15,7 @@ use crate::metadata::{
     self, ImageRecord, Level, MetaError, MetadataStore, RecordState, Reservation,
 };
 use crate::pipeline;
+use crate::shared::SharedVariants;
 use crate::storage::Storage;
 use crate::workers::Workers;
 use bytes::Bytes;
@@ -30,6 +31,18 @@ pub const STALE_AFTER_S: i64 = 3600;
 /// before its URL expired.
 pub const RESERVATION_GRACE_S: i64 = 3600;
 
+/// An image that passed validation (an upload, a registration, an ingested object).
+pub struct Checked {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+    pub ext: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub sha256: String,
+    /// SPEC §10, from the validation decode.
+    pub facts: Facts,
+}
+
 /// The stores an original's lifecycle touches.
 pub struct Library<'a> {
     pub storage: &'a dyn Storage,
@@ -39,6 +52,8 @@ pub struct Library<'a> {
     pub cluster: &'a Cluster,
     /// Where facts are computed.
     pub workers: &'a Workers,
+    /// The shared variant store: an image's entries go with its delete or move.
+    pub shared: &'a SharedVariants,
     /// `limits.max_source_bytes` and `limits.max_source_pixels`, for computing facts.
     pub max_source_bytes: u64,
     pub max_source_pixels: u64,
@@ -134,6 +149,7 @@ impl Library<'_> {
             }
             return Err(e.into());
         }
+        self.shared.forget(&rec.key).await;
         let ticket = self.cluster.publish(Change::Key(rec.key.clone())).await;
         if let Err(e) = self.metadata.delete(&rec.id).await {
             tracing::error!(id = %rec.id, error = %e, "original deleted but its record is left hidden; the sweep removes it");
@@ -202,6 +218,7 @@ impl Library<'_> {
                 tracing::warn!(id = %rec.id, error = %e, "move: old original not deleted; the reservation sweep will")
             }
         }
+        self.shared.forget(&rec.key).await;
         let ticket = self.cluster.publish(Change::Key(rec.key.clone())).await;
         let mut out = rec.clone();
         out.key = to_key.to_string();
@@ -254,6 +271,35 @@ impl Library<'_> {
         {
             tracing::warn!(error = %e, "register: could not spend a refused upload's reservation");
         }
+    }
+
+    /// Header first (format, size; more than `limits.max_source_pixels` → 422 before any
+    /// pixel is decoded), then a full decode on the worker pool (corrupt → 422), which also
+    /// gives the image's facts. The content type comes from the bytes, never from a client.
+    pub async fn check_image(&self, bytes: Bytes) -> Result<Checked, Error> {
+        use sha2::{Digest, Sha256};
+        if bytes.is_empty() {
+            return Err(Error::new(ErrorKind::UnsupportedMediaType, "empty body"));
+        }
+        let info = pipeline::probe(&bytes)?;
+        let limit = self.max_source_pixels;
+        pipeline::check_source_pixels(info.width, info.height, limit)?;
+        let b2 = bytes.clone();
+        let (_, facts) = self
+            .workers
+            .run(move || pipeline::inspect(&b2, limit))
+            .await??;
+        let (content_type, ext) = (info.format.content_type(), info.format.ext());
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        Ok(Checked {
+            bytes,
+            content_type,
+            ext,
+            width: info.width,
+            height: info.height,
+            sha256,
+            facts,
+        })
     }
 
     /// The facts of this version of the original at `key`: from the facts tier, else

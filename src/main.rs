@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
+    /// Run only the ingest consumer (`[ingest]`, SPEC §12): no HTTP listener, for a
+    /// worker-only deployment.
+    Ingest,
     /// Validate the configuration and print a summary; exit 2 when invalid.
     CheckConfig,
     /// Print a CloudFront-signed URL, signed with `cloudfront.signing_key_file`
@@ -184,7 +187,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve => {
+        command @ (Command::Serve | Command::Ingest) => {
             fix_malloc_mmap_threshold();
             imgorigin::telemetry::init_logging(&config.log);
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -197,7 +200,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(imgorigin::app::run(config)) {
+            let run = async {
+                match command {
+                    Command::Ingest => imgorigin::app::run_ingest(config).await,
+                    _ => imgorigin::app::run(config).await,
+                }
+            };
+            match rt.block_on(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

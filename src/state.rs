@@ -13,6 +13,7 @@ use crate::headers::CacheControls;
 use crate::metadata::MetadataStore;
 use crate::params::ParseSettings;
 use crate::pipeline::Watermark;
+use crate::shared::{PendingWrite, SharedVariants};
 use crate::storage::Storage;
 use crate::telemetry::Metrics;
 use crate::workers::Workers;
@@ -39,6 +40,12 @@ pub struct AppState {
     pub signer: Option<UrlSigner>,
     /// Mints sign-in tokens (`[auth.local]`); `None` when not configured.
     pub local_issuer: Option<LocalIssuer>,
+    /// `[cache.shared]` (SPEC §12); a no-op when off.
+    pub shared: SharedVariants,
+    /// Its write queue, until `App::start_background` starts the writer.
+    pub shared_writes: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<PendingWrite>>>,
+    /// The ingest consumer (SPEC §12), once started; aborting it stops ingest here.
+    pub ingest_task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl AppState {
@@ -50,6 +57,7 @@ impl AppState {
             caches: &self.caches,
             cluster: &self.cluster,
             workers: &self.workers,
+            shared: &self.shared,
             max_source_bytes: self.config.limits.max_source_bytes,
             max_source_pixels: self.config.limits.max_source_pixels,
         }

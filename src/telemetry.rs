@@ -49,13 +49,14 @@ label_enum!(
 );
 
 label_enum!(
-    /// A cache tier (`tier` label).
+    /// A cache tier (`tier` label); `shared` is the variant store in the bucket (SPEC §12).
     Tier {
         Variant => "variant",
         Original => "original",
         Decoded => "decoded",
         Stripped => "stripped",
         Facts => "facts",
+        Shared => "shared",
     }
 );
 
@@ -148,6 +149,15 @@ pub struct Metrics {
     pub cluster_degraded: Gauge,
     pub invalidations: Family<InvalidationLabels, Counter>,
     pub invalidation_paths: Counter,
+    /// Writes to the shared variant store by outcome (`stored`, `dropped`, `failed`).
+    pub shared_writes: Family<OutcomeLabels, Counter>,
+    /// Ingested objects by outcome (`recorded`, `rejected`, `reviewed`, `skipped`, `failed`).
+    pub ingested: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -176,6 +186,8 @@ impl Metrics {
             cluster_degraded: Gauge::default(),
             invalidations: Family::default(),
             invalidation_paths: Counter::default(),
+            shared_writes: Family::default(),
+            ingested: Family::default(),
             registry: Default::default(),
         };
         registry.register(
@@ -254,6 +266,16 @@ impl Metrics {
             "Paths sent in created CloudFront invalidations",
             m.invalidation_paths.clone(),
         );
+        registry.register(
+            "shared_variant_writes",
+            "Writes to the shared variant store, by outcome (dropped: queue full)",
+            m.shared_writes.clone(),
+        );
+        registry.register(
+            "ingested",
+            "Objects handled by ingest, by outcome",
+            m.ingested.clone(),
+        );
         Metrics {
             registry: std::sync::Arc::new(registry),
             ..m
@@ -277,6 +299,20 @@ impl Metrics {
     /// A request refused early; `reason` is one of a fixed set (`queue_full`, `rate_limited`).
     pub fn rejected(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A write to the shared variant store ended (or was dropped).
+    pub fn shared_write(&self, outcome: &'static str) {
+        self.shared_writes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Ingest finished with one object.
+    pub fn ingest(&self, outcome: &'static str) {
+        self.ingested
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Time spent in one transform stage.

@@ -38,6 +38,7 @@ pub(super) async fn purge(
     match (body.key, body.prefix) {
         (Some(k), None) => {
             key::validate(&k)?;
+            state.shared.forget(&k).await;
             let ticket = state.cluster.publish(Change::Key(k.clone())).await;
             let response = views::json(
                 StatusCode::OK,
@@ -51,6 +52,7 @@ pub(super) async fn purge(
             Ok(views::with_invalidation(response, ticket).await)
         }
         (None, Some(p)) if !p.is_empty() => {
+            state.shared.forget_prefix(&p).await;
             let ticket = state.cluster.publish(Change::Prefix(p.clone())).await;
             let response = views::json(
                 StatusCode::OK,

@@ -10,7 +10,7 @@ use super::uploads::level_prefix;
 use super::views::{self, Page, RecordView};
 use crate::auth::{Principal, access};
 use crate::error::{Error, ErrorKind};
-use crate::metadata::{self, ImageRecord, Level, ListQuery, Patch, RecordState};
+use crate::metadata::{self, ImageRecord, Level, ListQuery, Moderation, Patch, RecordState};
 use crate::state::AppState;
 use axum::extract::{FromRequest as _, Path, Request, State};
 use axum::http::StatusCode;
@@ -23,19 +23,24 @@ use std::sync::Arc;
 pub const MAX_PAGE: u32 = 100;
 const DEFAULT_PAGE: u32 = 50;
 
-/// A ready record the caller may read; 404 otherwise (existence is not revealed).
+/// A ready record the caller may read; 404 otherwise (existence is not revealed). A
+/// flagged record (SPEC §12) is readable only by its owner and admins; so is a rejected
+/// one, whose object now lies outside the access prefixes.
 pub(super) async fn load_readable(
     state: &AppState,
     c: &Caller,
     id: &str,
 ) -> Result<ImageRecord, Error> {
+    let privileged = |r: &ImageRecord| access::may_change(&c.principal, r.owner.as_deref());
     match state.metadata.get(id).await? {
         Some(r)
             if r.state == RecordState::Ready
-                && access::can_read(&c.principal, &r.key, &state.config.access) =>
+                && access::can_read(&c.principal, &r.key, &state.config.access)
+                && (r.moderation != Some(Moderation::Flagged) || privileged(&r)) =>
         {
             Ok(r)
         }
+        Some(r) if r.state == RecordState::Rejected && privileged(&r) => Ok(r),
         _ => Err(Error::not_found()),
     }
 }
@@ -350,6 +355,8 @@ mod tests {
             created_at: 1_795_806_318_123_456,
             updated_at: 0,
             facts: None,
+            moderation: None,
+            rejected_reason: None,
         };
         let c = encode_cursor(&r);
         assert_eq!(

@@ -201,6 +201,10 @@ fn image_schema() -> Value {
         "sha256": {"type": "string"},
         "tags": {"type": "array", "items": {"type": "string"}},
         "description": {"type": "string", "nullable": true},
+        "state": {"type": "string", "enum": ["ready", "rejected"]},
+        "moderation": {"type": "string", "nullable": true, "enum": ["pending", "approved", "flagged"],
+            "description": "SPEC §12; null while moderation is off"},
+        "rejected_reason": {"type": "string", "description": "only on rejected records"},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "url": {"type": "string"}

@@ -4,14 +4,12 @@
 use super::extract::{collect_capped, too_large};
 use crate::error::{Error, ErrorKind};
 use crate::media::{ImageType, SourceFormat};
-use crate::pipeline;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use sha2::{Digest, Sha256};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -213,17 +211,7 @@ pub(super) async fn read_upload(req: Request, cap: u64) -> Result<UploadBody, Er
     ))
 }
 
-/// An image that passed validation.
-pub(super) struct Checked {
-    pub bytes: Bytes,
-    pub content_type: &'static str,
-    pub ext: &'static str,
-    pub width: u32,
-    pub height: u32,
-    pub sha256: String,
-    /// SPEC §10, from the validation decode.
-    pub facts: crate::facts::Facts,
-}
+pub(super) use crate::library::Checked;
 
 /// The extension for an announced content type, for the formats we accept as originals.
 pub(super) fn ext_for_content_type(ct: &str) -> Option<&'static str> {
@@ -232,30 +220,7 @@ pub(super) fn ext_for_content_type(ct: &str) -> Option<&'static str> {
         .map(SourceFormat::ext)
 }
 
-/// Header first (format, size; more than `limits.max_source_pixels` → 422 before any
-/// pixel is decoded), then a full decode on the worker pool (corrupt → 422), which also
-/// gives the image's facts. The content type comes from the bytes, never from the client.
+/// See [`crate::library::Library::check_image`].
 pub(super) async fn validate(state: &AppState, bytes: Bytes) -> Result<Checked, Error> {
-    if bytes.is_empty() {
-        return Err(Error::new(ErrorKind::UnsupportedMediaType, "empty body"));
-    }
-    let info = pipeline::probe(&bytes)?;
-    let limit = state.config.limits.max_source_pixels;
-    pipeline::check_source_pixels(info.width, info.height, limit)?;
-    let b2 = bytes.clone();
-    let (_, facts) = state
-        .workers
-        .run(move || pipeline::inspect(&b2, limit))
-        .await??;
-    let (content_type, ext) = (info.format.content_type(), info.format.ext());
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    Ok(Checked {
-        bytes,
-        content_type,
-        ext,
-        width: info.width,
-        height: info.height,
-        sha256,
-        facts,
-    })
+    state.library().check_image(bytes).await
 }

@@ -138,6 +138,8 @@ pub(super) async fn upload(
         created_at: now,
         updated_at: now,
         facts: Some(checked.facts),
+        moderation: state.config.ingest.initial_moderation(),
+        rejected_reason: None,
     };
     // In its own task: a request cut off by `server.api_timeout_s` (or a client gone)
     // must not stop the pending → stored → ready sequence half-way.
@@ -170,6 +172,14 @@ pub(super) async fn register(
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> ApiResult {
     key::validate(&body.key)?;
+    if body
+        .key
+        .starts_with(state.config.cache.shared.prefix.as_str())
+    {
+        return Err(Error::bad_request(
+            "keys under the shared variant prefix are not originals",
+        ));
+    }
     if let Some(f) = &body.filename {
         check_filename(f)?;
     }
@@ -278,6 +288,8 @@ pub(super) async fn register(
         created_at: now,
         updated_at: now,
         facts: Some(checked.facts),
+        moderation: state.config.ingest.initial_moderation(),
+        rejected_reason: None,
     };
     state.metadata.insert(&rec).await?;
     Ok(views::json(

@@ -138,6 +138,12 @@ pub(crate) struct RecordView<'a> {
     sha256: &'a str,
     tags: &'a [String],
     description: Option<&'a str>,
+    /// `ready`, or `rejected` (ingest refused the object, SPEC §12).
+    state: &'static str,
+    /// SPEC §12: `null` while moderation is off.
+    moderation: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected_reason: Option<&'a str>,
     created_at: String,
     updated_at: String,
     url: String,
@@ -163,6 +169,9 @@ impl<'a> RecordView<'a> {
             sha256: &r.sha256,
             tags: &r.tags,
             description: r.description.as_deref(),
+            state: r.state.as_str(),
+            moderation: r.moderation.map(metadata::Moderation::as_str),
+            rejected_reason: r.rejected_reason.as_deref(),
             created_at: metadata::rfc3339_micros(r.created_at),
             updated_at: metadata::rfc3339_micros(r.updated_at),
             url: urls.delivery(&r.key),

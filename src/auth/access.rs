@@ -98,6 +98,7 @@ pub fn visibility(p: &Principal, a: &AccessConfig) -> Visibility {
                 all: false,
                 levels,
                 private_of: Some(id.clone()),
+                flagged_of: Some(id.clone()),
             }
         }
         _ => {
@@ -109,6 +110,7 @@ pub fn visibility(p: &Principal, a: &AccessConfig) -> Visibility {
                 all: false,
                 levels,
                 private_of: None,
+                flagged_of: None,
             }
         }
     }

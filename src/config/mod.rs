@@ -5,6 +5,7 @@
 mod auth;
 mod delivery;
 mod env;
+mod ingest;
 pub mod raw;
 #[cfg(test)]
 mod s3_tests;
@@ -59,6 +60,8 @@ pub struct Config {
     pub delivery_strict: bool,
     /// `[cluster]` and the CloudFront invalidations of `[cloudfront]` (SPEC §14).
     pub cluster: ClusterConfig,
+    /// `[ingest]` (SPEC §12).
+    pub ingest: IngestConfig,
     /// Accepted but risky combinations, each naming its keys; logged at start-up and
     /// printed by `check-config`.
     pub warnings: Vec<String>,
@@ -86,6 +89,49 @@ pub struct CacheConfig {
     pub source_bytes: u64,
     pub decoded_bytes: u64,
     pub source_ttl: Duration,
+    /// `[cache.shared]` (SPEC §12).
+    pub shared: SharedCacheConfig,
+}
+
+/// `[cache.shared]`: rendered variants kept in the storage bucket under `prefix`.
+#[derive(Debug, Clone)]
+pub struct SharedCacheConfig {
+    /// `backend = "s3"`.
+    pub enabled: bool,
+    /// Never a key of an original (delivery, register and ingest refuse it).
+    pub prefix: String,
+}
+
+/// `[ingest]`, validated: on when `queue_url` is set.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub queue_url: Option<String>,
+    /// The SQS and Rekognition endpoint (compatible test servers); `None` = AWS.
+    pub endpoint_url: Option<String>,
+    pub concurrency: usize,
+    /// Long-poll wait of ReceiveMessage (0-20 s).
+    pub wait_s: u64,
+    pub eager_presets: Vec<String>,
+    /// `labels = "rekognition"`.
+    pub labels: bool,
+    /// `moderation = "rekognition"`.
+    pub moderation: bool,
+    /// Labels and moderation labels below this confidence (percent) are ignored.
+    pub min_confidence: f32,
+}
+
+impl IngestConfig {
+    /// The moderation state of a record stored now: pending until ingest checked it
+    /// when moderation is on, none when off.
+    pub fn initial_moderation(&self) -> Option<crate::metadata::Moderation> {
+        self.moderation
+            .then_some(crate::metadata::Moderation::Pending)
+    }
+
+    /// Whether ingest calls Rekognition at all.
+    pub fn reviews(&self) -> bool {
+        self.labels || self.moderation
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -318,7 +364,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         source_bytes: raw.cache.source_bytes.0,
         decoded_bytes: raw.cache.decoded_bytes.0,
         source_ttl: Duration::from_secs(raw.cache.source_ttl_s),
+        shared: ingest::validate_shared(&raw, &mut errs),
     };
+    let ingest = ingest::validate_ingest(&raw, &mut errs);
 
     let limits = delivery::validate_limits(&raw.limits, &mut errs);
 
@@ -367,6 +415,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .collect(),
         delivery_strict: raw.delivery.strict,
         cluster,
+        ingest,
         warnings,
     })
     .and_then(check_presets)

@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub presets: BTreeMap<String, Preset>,
     pub delivery: Delivery,
     pub cluster: Cluster,
+    pub ingest: Ingest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +205,7 @@ pub struct Cache {
     pub source_bytes: ByteSize,
     pub decoded_bytes: ByteSize,
     pub source_ttl_s: u64,
+    pub shared: SharedCache,
 }
 
 impl Default for Cache {
@@ -213,6 +215,58 @@ impl Default for Cache {
             source_bytes: ByteSize(256 << 20),
             decoded_bytes: ByteSize(256 << 20),
             source_ttl_s: 60,
+            shared: SharedCache::default(),
+        }
+    }
+}
+
+/// `[cache.shared]` (SPEC §12): rendered variants in the storage bucket, shared by all
+/// instances.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedCache {
+    /// `off` or `s3`.
+    pub backend: String,
+    pub prefix: String,
+}
+
+impl Default for SharedCache {
+    fn default() -> Self {
+        SharedCache {
+            backend: "off".into(),
+            prefix: "_variants/".into(),
+        }
+    }
+}
+
+/// `[ingest]` (SPEC §12): S3 event notifications from an SQS queue.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// Empty: ingest is off.
+    pub queue_url: String,
+    pub endpoint_url: String,
+    pub concurrency: usize,
+    pub wait_s: u64,
+    pub eager_presets: Vec<String>,
+    /// `off` or `rekognition`.
+    pub labels: String,
+    /// `off` or `rekognition`.
+    pub moderation: String,
+    pub min_confidence: f32,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest {
+            queue_url: String::new(),
+            endpoint_url: String::new(),
+            concurrency: 2,
+            wait_s: 20,
+            eager_presets: Vec::new(),
+            labels: "off".into(),
+            moderation: "off".into(),
+            min_confidence: 80.0,
         }
     }
 }

@@ -262,3 +262,48 @@ fn presets_are_checked_like_requests() {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
+
+#[test]
+fn ingest_and_shared_store_are_checked() {
+    let c = Config::defaults();
+    assert!(c.ingest.queue_url.is_none() && !c.ingest.reviews());
+    assert_eq!((c.ingest.concurrency, c.ingest.wait_s), (2, 20));
+    assert_eq!(c.ingest.min_confidence, 80.0);
+    assert!(!c.cache.shared.enabled);
+    assert_eq!(c.cache.shared.prefix, "_variants/");
+    assert_eq!(c.ingest.initial_moderation(), None);
+    // Each problem names its key; all are reported at once.
+    let e = Config::from_toml_and_env(
+        "[ingest]\nqueue_url = \"sqs-queue\"\nconcurrency = 0\nwait_s = 21\nlabels = \"yes\"\nmin_confidence = 101\neager_presets = [\"nope\"]\n[cache.shared]\nbackend = \"s3\"\nprefix = \"public/v\"\n",
+        env(&[]),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    for key in [
+        "ingest.queue_url: `sqs-queue`",
+        "ingest.queue_url: ingest reads S3 events",
+        "ingest.concurrency",
+        "ingest.wait_s",
+        "ingest.labels",
+        "ingest.min_confidence",
+        "ingest.eager_presets: no preset `nope`",
+        "cache.shared.backend: `s3` needs storage.backend",
+        "cache.shared.prefix: `public/v` must be",
+        "cache.shared.prefix: `public/v` overlaps access.public_prefix",
+    ] {
+        assert!(msg.contains(key), "{key} missing in {msg}");
+    }
+    let e = Config::from_toml_and_env("[ingest]\nmoderation = \"rekognition\"\n", env(&[]))
+        .unwrap_err();
+    assert!(e.to_string().contains("set ingest.queue_url"), "{e}");
+    let c = Config::from_toml_and_env(
+        "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b\"\nregion = \"eu-west-1\"\n[ingest]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/1/q\"\nmoderation = \"rekognition\"\n[cache.shared]\nbackend = \"s3\"\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.ingest.initial_moderation(),
+        Some(crate::metadata::Moderation::Pending)
+    );
+    assert!(c.cache.shared.enabled && c.ingest.moderation && !c.ingest.labels);
+}

@@ -18,6 +18,9 @@ pub enum RecordState {
     Ready,
     /// The original is being deleted; the record goes once it is gone.
     Deleting,
+    /// Ingest refused the object (SPEC §12): it was moved under `rejected/`, the record
+    /// says why (`rejected_reason`). Never listed; readable by id for its owner and admins.
+    Rejected,
 }
 
 impl RecordState {
@@ -26,6 +29,7 @@ impl RecordState {
             RecordState::Pending => "pending",
             RecordState::Ready => "ready",
             RecordState::Deleting => "deleting",
+            RecordState::Rejected => "rejected",
         }
     }
 
@@ -34,6 +38,36 @@ impl RecordState {
             "pending" => Some(RecordState::Pending),
             "ready" => Some(RecordState::Ready),
             "deleting" => Some(RecordState::Deleting),
+            "rejected" => Some(RecordState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// The moderation state of a record (SPEC §12); records have none while moderation is off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moderation {
+    /// Stored while moderation is on, not yet checked by ingest.
+    Pending,
+    Approved,
+    /// Readable only by its owner and admins.
+    Flagged,
+}
+
+impl Moderation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Moderation::Pending => "pending",
+            Moderation::Approved => "approved",
+            Moderation::Flagged => "flagged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Moderation::Pending),
+            "approved" => Some(Moderation::Approved),
+            "flagged" => Some(Moderation::Flagged),
             _ => None,
         }
     }
@@ -91,6 +125,10 @@ pub struct ImageRecord {
     pub updated_at: i64,
     /// SPEC §10; `None` for records stored before facts existed (computed on first read).
     pub facts: Option<crate::facts::Facts>,
+    /// SPEC §12: `None` while moderation is off.
+    pub moderation: Option<Moderation>,
+    /// Why ingest refused the object (state `Rejected`).
+    pub rejected_reason: Option<String>,
 }
 
 /// A share link: a signed delivery URL carrying `share=<id>`, revocable.
@@ -149,6 +187,9 @@ pub struct Visibility {
     pub levels: Vec<Level>,
     /// Private records of this owner.
     pub private_of: Option<String>,
+    /// Flagged records (SPEC §12) are listed only when `all`, or to their owner: this
+    /// identity (`None`: to no one).
+    pub flagged_of: Option<String>,
 }
 
 /// A list request: newest first, keyset-paginated on `(created_at, id)`.
@@ -248,6 +289,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn get_user(&self, name: &str) -> Result<Option<User>, MetaError>;
     /// Replaces a password hash; false when there is no such user.
     async fn set_user_password(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError>;
+    /// Sets the moderation state of a record and adds `tags` to its tags (ingest's labels
+    /// and moderation of a record stored before it ran, SPEC §12); false when there is no
+    /// such record.
+    async fn set_review(
+        &self,
+        id: &str,
+        moderation: Option<Moderation>,
+        tags: &[String],
+        now: i64,
+    ) -> Result<bool, MetaError>;
     /// Readiness.
     async fn check(&self) -> Result<(), MetaError>;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-const IMAGE_COLS: &str = "id, object_key, level, owner, filename, content_type, bytes, width, height, sha256, tags, description, state, created_at, updated_at, facts";
+const IMAGE_COLS: &str = "id, object_key, level, owner, filename, content_type, bytes, width, height, sha256, tags, description, state, created_at, updated_at, facts, moderation, rejected_reason";
 const SHARE_COLS: &str =
     "id, image_id, object_key, params, created_by, created_at, expires_at, revoked_at";
 
@@ -31,6 +31,8 @@ struct ImageRow {
     created_at: i64,
     updated_at: i64,
     facts: Option<String>,
+    moderation: Option<String>,
+    rejected_reason: Option<String>,
 }
 
 impl ImageRow {
@@ -57,6 +59,12 @@ impl ImageRow {
                 .facts
                 .as_deref()
                 .and_then(crate::facts::Facts::from_json),
+            // An unknown value is treated as flagged: never shown more widely than meant.
+            moderation: self
+                .moderation
+                .as_deref()
+                .map(|m| Moderation::parse(m).unwrap_or(Moderation::Flagged)),
+            rejected_reason: self.rejected_reason,
         }
     }
 }
@@ -171,6 +179,13 @@ fn list_sql(q: &ListQuery) -> (String, Vec<Arg>) {
             any.push("1 = 0".into());
         }
         conds.push(format!("({})", any.join(" OR ")));
+        let flagged = match &q.visible.flagged_of {
+            Some(o) => format!("owner = {}", next(Arg::Text(o.clone()), &mut args)),
+            None => "1 = 0".into(),
+        };
+        conds.push(format!(
+            "(moderation IS NULL OR moderation <> 'flagged' OR {flagged})"
+        ));
     }
     if let Some(o) = &q.owner {
         let p = next(Arg::Text(o.clone()), &mut args);
@@ -220,7 +235,7 @@ macro_rules! sql_store {
         impl MetadataStore for $name {
             async fn insert(&self, r: &ImageRecord) -> Result<(), MetaError> {
                 let sql = format!(
-                    "INSERT INTO images ({IMAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                    "INSERT INTO images ({IMAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
                 );
                 sqlx::query::<$db>(AssertSqlSafe(sql))
                     .bind(r.id.clone())
@@ -239,6 +254,8 @@ macro_rules! sql_store {
                     .bind(r.created_at)
                     .bind(r.updated_at)
                     .bind(r.facts.as_ref().map(crate::facts::Facts::to_json))
+                    .bind(r.moderation.map(Moderation::as_str))
+                    .bind(r.rejected_reason.clone())
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -557,6 +574,42 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn set_review(
+                &self,
+                id: &str,
+                moderation: Option<Moderation>,
+                tags: &[String],
+                now: i64,
+            ) -> Result<bool, MetaError> {
+                let mut tx = self.pool.begin().await?;
+                let Some((old,)) = sqlx::query_as::<$db, (String,)>(
+                    "SELECT tags FROM images WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    return Ok(false);
+                };
+                let mut all = decode_tags(&old);
+                for t in tags {
+                    if !all.contains(t) {
+                        all.push(t.clone());
+                    }
+                }
+                sqlx::query::<$db>(
+                    "UPDATE images SET moderation = $1, tags = $2, updated_at = $3 WHERE id = $4",
+                )
+                .bind(moderation.map(Moderation::as_str))
+                .bind(encode_tags(&all))
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
             async fn check(&self) -> Result<(), MetaError> {
                 sqlx::query::<$db>("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -651,6 +704,8 @@ mod tests {
             created_at: 5,
             updated_at: 5,
             facts: None,
+            moderation: None,
+            rejected_reason: None,
         };
         s.insert(&r).await.unwrap();
         assert!(matches!(s.insert(&r).await, Err(MetaError::Conflict(_))));

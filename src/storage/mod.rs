@@ -86,6 +86,26 @@ pub trait Storage: Send + Sync + 'static {
     /// Readiness: can we reach the store at all?
     async fn check(&self) -> Result<(), StorageError>;
 
+    /// Copies `from` to `to` inside the store (ingest moves refused objects under
+    /// `rejected/`, whatever their size). The default reads and writes the whole object.
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let obj = self.get(from, u64::MAX).await?;
+        let ct = crate::media::ImageType::sniff(&obj.body).map_or(
+            "application/octet-stream",
+            crate::media::ImageType::content_type,
+        );
+        self.put(to, obj.body, ct).await.map(|_| ())
+    }
+
+    /// Keys starting with `prefix` (the shared variant store's purges). Backends without a
+    /// listing answer `Unavailable`.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let _ = prefix;
+        Err(StorageError::Unavailable(
+            "this storage backend cannot list keys".into(),
+        ))
+    }
+
     /// A URL that lets a client upload `key` itself with an HTTP PUT carrying the returned
     /// headers (`Content-Type: content_type`, and `If-None-Match: *` so the URL can create
     /// the object but never replace it), valid for `expires_in`. `None` when the backend has

@@ -56,6 +56,14 @@ impl std::fmt::Debug for S3StaticCredentials {
     }
 }
 
+/// `x-amz-copy-source` is `bucket/key`, URL-encoded except for `/`.
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 pub struct S3Storage {
     client: Client,
     bucket: String,
@@ -344,6 +352,43 @@ impl Storage for S3Storage {
             Ok(_) | Err(StorageError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// CopyObject: the bytes never pass through this process.
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let source = format!("{}/{}", self.bucket, self.object_key(from)?);
+        let source: String = percent_encoding::utf8_percent_encode(&source, COPY_SOURCE).collect();
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(to)?)
+            .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| classify("CopyObject", e))?;
+        Ok(())
+    }
+
+    /// ListObjectsV2, every page; keys without the configured prefix.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let full = format!("{}{prefix}", self.prefix);
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(full)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListObjectsV2", e))?;
+            for o in page.contents() {
+                if let Some(k) = o.key().and_then(|k| k.strip_prefix(self.prefix.as_str())) {
+                    out.push(k.to_string());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// HeadBucket: the bucket exists and these credentials may list it.

@@ -1638,6 +1638,15 @@ impl MetadataStore for FlakyMeta {
     async fn set_user_password(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError> {
         self.inner.set_user_password(name, hash, now).await
     }
+    async fn set_review(
+        &self,
+        id: &str,
+        moderation: Option<imgorigin::metadata::Moderation>,
+        tags: &[String],
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner.set_review(id, moderation, tags, now).await
+    }
     async fn check(&self) -> Result<(), MetaError> {
         if self.fail_check.load(Ordering::SeqCst) {
             return Err(injected());
@@ -1795,6 +1804,8 @@ async fn fault_injection(db: Db) {
         created_at: now - 7_200_000_000,
         updated_at: now - 7_200_000_000,
         facts: None,
+        moderation: None,
+        rejected_reason: None,
     };
     raw.insert(&crashed).await.unwrap();
     std::fs::create_dir_all(api.root.join("public")).unwrap();

@@ -719,6 +719,8 @@ async fn facts_later(db: Db) {
         created_at: now,
         updated_at: now,
         facts: None,
+        moderation: None,
+        rejected_reason: None,
     })
     .await
     .unwrap();
