@@ -272,7 +272,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Marks a share revoked (idempotent); false when there is no such share.
     async fn revoke_share(&self, id: &str, now: i64) -> Result<bool, MetaError>;
     /// Records left `pending` or `deleting` since before `older_than` (crashed uploads or
-    /// deletes), for the start-up sweep.
+    /// deletes), for the start-up sweep; never `rejected` ones, which are kept on purpose.
     async fn stale(&self, older_than: i64) -> Result<Vec<ImageRecord>, MetaError>;
     /// Whether a record in any state has this key.
     async fn key_recorded(&self, key: &str) -> Result<bool, MetaError>;

@@ -450,7 +450,7 @@ macro_rules! sql_store {
 
             async fn stale(&self, older_than: i64) -> Result<Vec<ImageRecord>, MetaError> {
                 let sql = format!(
-                    "SELECT {IMAGE_COLS} FROM images WHERE state <> 'ready' AND updated_at < $1 LIMIT 1000"
+                    "SELECT {IMAGE_COLS} FROM images WHERE state IN ('pending', 'deleting') AND updated_at < $1 LIMIT 1000"
                 );
                 let rows = sqlx::query_as::<$db, ImageRow>(AssertSqlSafe(sql))
                     .bind(older_than)

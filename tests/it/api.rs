@@ -1810,6 +1810,17 @@ async fn fault_injection(db: Db) {
     raw.insert(&crashed).await.unwrap();
     std::fs::create_dir_all(api.root.join("public")).unwrap();
     std::fs::write(api.root.join(&crashed.key), png(9)).unwrap();
+    // An old record of an object ingest refused is kept on purpose, with its object.
+    let refused = ImageRecord {
+        id: "refused00000000000a".into(),
+        key: "rejected/public/refused.png".into(),
+        state: RecordState::Rejected,
+        rejected_reason: Some("not an image".into()),
+        ..crashed.clone()
+    };
+    raw.insert(&refused).await.unwrap();
+    std::fs::create_dir_all(api.root.join("rejected/public")).unwrap();
+    std::fs::write(api.root.join(&refused.key), b"not an image").unwrap();
     api.s
         .state
         .library()
@@ -1817,6 +1828,14 @@ async fn fault_injection(db: Db) {
         .await;
     assert!(raw.get(&crashed.id).await.unwrap().is_none());
     assert!(!api.root.join(&crashed.key).exists());
+    assert_eq!(
+        raw.get(&refused.id).await.unwrap().map(|r| r.state),
+        Some(RecordState::Rejected),
+        "the sweep leaves rejected records alone"
+    );
+    assert!(api.root.join(&refused.key).exists());
+    std::fs::remove_file(api.root.join(&refused.key)).unwrap();
+    raw.delete(&refused.id).await.unwrap();
     assert_eq!(api.stored_files(), files);
     // And everything works again.
     let (st, _) = attempt().await;
