@@ -107,6 +107,9 @@ def run_load(a):
         q = f"p={name}" if a.style == "preset" else PRESETS[name]
         paths.append(f"/{k}?{q}")
     time.sleep(2)
+    # Ours only: how many variants the server rendered itself (0 when all came from the
+    # shared store).
+    renders_before = metric(a.metrics, "imgorigin_renders_total") if a.metrics else None
     with load.Sampler(a.pid) as srv:
         # py engine: stops at the end of the list (a second pass would be warm for us).
         r = load.run_py(u.hostname, u.port, paths, a.concurrency, LIMIT_S, 60)
@@ -118,13 +121,14 @@ def run_load(a):
            "server_cpu_ms_per_req": srv.cpu * 1000 / r["requests"] if r["requests"] else None,
            "server_peak_rss_mib": srv.peak, "client_cpu_s": srv.client,
            "machine_busy_cores": srv.machine_cores, "other_cpu_cores": srv.other_cores,
+           "renders": (metric(a.metrics, "imgorigin_renders_total") - renders_before) if a.metrics else None,
            "example_url": paths[0], "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     line = json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in rec.items()})
     print(line, flush=True)
     with open(a.out, "a") as fh:
         fh.write(line + "\n")
     print(f"{a.label:10} first-view {rec['rps']:7.1f} req/s  p50 {r['p50_ms']} ms  errors {r['errors']}  "
-          f"n={r['requests']}", file=sys.stderr)
+          f"n={r['requests']}" + (f"  renders {rec['renders']:.0f}" if a.metrics else ""), file=sys.stderr)
 
 
 def main():
@@ -147,6 +151,7 @@ def main():
     l.add_argument("--copies", type=int, default=30)
     l.add_argument("--concurrency", type=int, default=8)
     l.add_argument("--style", choices=["preset", "params"], required=True)
+    l.add_argument("--metrics", help="our /metrics URL: report the renders the run caused")
     a = ap.parse_args()
     {"prepare": prepare, "wait": wait, "load": run_load}[a.cmd](a)
 
