@@ -1,10 +1,13 @@
 //! Image metadata and share links (SPEC §6): one `MetadataStore` interface, implemented on
 //! SQLite (embedded default) and PostgreSQL (shared by all instances) with the same SQL and
-//! the same migrations (`migrations/`), applied at start-up. sqlx's migrator takes a lock
-//! (`pg_advisory_lock` on PostgreSQL), so several instances may start at once.
+//! the same migrations (`migrations/`), applied at start-up, and on one DynamoDB table
+//! (SPEC §13, `dynamodb.rs`). sqlx's migrator takes a lock (`pg_advisory_lock` on
+//! PostgreSQL), so several instances may start at once.
 
+mod dynamodb;
 mod sql;
 
+pub use dynamodb::DynamoStore;
 pub use sql::{PgStore, SqliteStore};
 
 use async_trait::async_trait;
@@ -248,6 +251,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn get_user(&self, name: &str) -> Result<Option<User>, MetaError>;
     /// Replaces a password hash; false when there is no such user.
     async fn set_user_password(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError>;
+    /// The identity-pool id (SPEC §13) stored for `subject` (a user pool's `sub`) of the
+    /// identity pool `pool`.
+    async fn get_identity(&self, pool: &str, subject: &str) -> Result<Option<String>, MetaError>;
+    /// Stores an identity-pool id unless one is stored already (first write wins); returns
+    /// the stored one.
+    async fn put_identity(
+        &self,
+        pool: &str,
+        subject: &str,
+        identity_id: &str,
+        now: i64,
+    ) -> Result<String, MetaError>;
     /// Readiness.
     async fn check(&self) -> Result<(), MetaError>;
 }
@@ -258,8 +273,12 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn MetadataStore>, String
         Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PgStore::open(url).await?))
+    } else if url.starts_with("dynamodb://") {
+        Ok(std::sync::Arc::new(DynamoStore::open(url).await?))
     } else {
-        Err(format!("`{url}` is not a sqlite: or postgres:// URL"))
+        Err(format!(
+            "`{url}` is not a sqlite:, postgres:// or dynamodb:// URL"
+        ))
     }
 }
 

@@ -1,7 +1,8 @@
-//! The metadata API (SPEC §6) through real HTTP, each test against SQLite and PostgreSQL.
-//! PostgreSQL comes from `IMGORIGIN_TEST_POSTGRES_URL` (scripts/test starts or finds a
-//! server and makes a scratch database); every test gets its own schema. Without that
-//! variable the PostgreSQL cases are skipped, unless `CI` is set, where they fail.
+//! The metadata API (SPEC §6) through real HTTP, each test against SQLite, PostgreSQL and
+//! DynamoDB. PostgreSQL comes from `IMGORIGIN_TEST_POSTGRES_URL` (scripts/test starts or
+//! finds a server and makes a scratch database); every test gets its own schema. Without
+//! that variable the PostgreSQL cases are skipped, unless `CI` is set, where they fail.
+//! DynamoDB is moto in server mode (one process for the test binary), a table per test.
 
 use crate::support::*;
 use async_trait::async_trait;
@@ -27,9 +28,10 @@ const ISSUER: &str = "imgorigin-test";
 pub enum Db {
     Sqlite,
     Postgres,
+    Dynamodb,
 }
 
-/// `name::sqlite` and `name::postgres` for `async fn name(db: Db)`.
+/// `name::sqlite`, `name::postgres` and `name::dynamodb` for `async fn name(db: Db)`.
 macro_rules! both_dbs {
     ($name:ident) => {
         mod $name {
@@ -40,6 +42,10 @@ macro_rules! both_dbs {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 super::$name(super::Db::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb() {
+                super::$name(super::Db::Dynamodb).await
             }
         }
     };
@@ -84,7 +90,20 @@ async fn db_url(db: Db, dir: &Path) -> Option<String> {
             dir.join("meta.db").to_str().unwrap()
         )),
         Db::Postgres => postgres_url().await,
+        Db::Dynamodb => Some(dynamodb_url().await),
     }
+}
+
+/// A fresh table on the shared moto, created by the store (`create=true`).
+pub async fn dynamodb_url() -> String {
+    let moto = Moto::shared().await;
+    let endpoint: String =
+        percent_encoding::utf8_percent_encode(&moto.endpoint, percent_encoding::NON_ALPHANUMERIC)
+            .collect();
+    format!(
+        "dynamodb://t_{}?region=us-east-1&endpoint={endpoint}&create=true",
+        imgorigin::metadata::new_id()
+    )
 }
 
 /// One RSA key for the whole test process (local tokens and share signing).
@@ -1332,6 +1351,36 @@ async fn register_and_presign_on_fs(db: Db) {
 }
 both_dbs!(register_and_presign_on_fs);
 
+/// Two registrations of one key at the same moment: the store's uniqueness (a unique
+/// index, a conditional write) lets exactly one win; the other is 409, and one record
+/// remains. Repeated, so the two really overlap on some rounds.
+async fn concurrent_registrations(db: Db) {
+    let Some(api) = Api::start(db, "").await else {
+        return;
+    };
+    let bytes = fixture("quad.png");
+    std::fs::create_dir_all(api.root.join("protected/alice")).unwrap();
+    for round in 0..5 {
+        let key = format!("protected/alice/race{round}.png");
+        std::fs::write(api.root.join(&key), &bytes).unwrap();
+        let reg = || {
+            api.call(
+                "POST",
+                "/api/v1/images/register",
+                Who::User("alice"),
+                Req::Json(json!({ "key": key })),
+            )
+        };
+        let ((a, va), (b, vb)) = tokio::join!(reg(), reg());
+        let mut got = [a, b];
+        got.sort();
+        assert_eq!(got, [201, 409], "round {round}: {va} {vb}");
+    }
+    let ids = api.all_ids("&owner=alice").await;
+    assert_eq!(ids.len(), 5, "one record per key");
+}
+both_dbs!(concurrent_registrations);
+
 /// API writes count against `rate_limit.writes_per_s` per client; reads do not.
 #[tokio::test]
 async fn api_writes_are_rate_limited() {
@@ -1638,6 +1687,18 @@ impl MetadataStore for FlakyMeta {
     async fn set_user_password(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError> {
         self.inner.set_user_password(name, hash, now).await
     }
+    async fn get_identity(&self, pool: &str, subject: &str) -> Result<Option<String>, MetaError> {
+        self.inner.get_identity(pool, subject).await
+    }
+    async fn put_identity(
+        &self,
+        pool: &str,
+        subject: &str,
+        identity_id: &str,
+        now: i64,
+    ) -> Result<String, MetaError> {
+        self.inner.put_identity(pool, subject, identity_id, now).await
+    }
     async fn check(&self) -> Result<(), MetaError> {
         if self.fail_check.load(Ordering::SeqCst) {
             return Err(injected());
@@ -1831,6 +1892,14 @@ async fn fault_injection(db: Db) {
             let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
             sqlx::raw_sql(drop_sql).execute(&pool).await.unwrap();
             pool.close().await;
+        }
+        Db::Dynamodb => {
+            let table = db_url
+                .strip_prefix("dynamodb://")
+                .and_then(|r| r.split('?').next())
+                .unwrap();
+            let client = aws_sdk_dynamodb::Client::new(&Moto::shared().await.sdk_config().await);
+            client.delete_table().table_name(table).send().await.unwrap();
         }
     }
     let (st, v) = attempt().await;
