@@ -96,6 +96,11 @@ fn parse_url(url: &str) -> Result<Target, String> {
     Ok(t)
 }
 
+/// The syntax check of a `dynamodb://` URL (config validation).
+pub fn check_url(url: &str) -> Result<(), String> {
+    parse_url(url).map(|_| ())
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }

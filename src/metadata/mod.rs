@@ -267,6 +267,23 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn check(&self) -> Result<(), MetaError>;
 }
 
+/// Whether `metadata.url` names a store this build knows (checked at start-up, before
+/// anything is opened).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        Ok(())
+    } else if url.starts_with("dynamodb://") {
+        dynamodb::check_url(url)
+    } else {
+        Err(format!(
+            "`{url}` is not a sqlite://, postgres:// or dynamodb:// URL"
+        ))
+    }
+}
+
 /// Opens the store named by `metadata.url` and applies the migrations.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn MetadataStore>, String> {
     if url.starts_with("sqlite:") {

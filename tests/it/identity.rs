@@ -141,10 +141,12 @@ async fn server(iss: &Issuer, pool: &str, endpoint: &str, metadata_url: &str) ->
 }
 
 async fn get(s: &TestServer, path: &str, token: &str) -> u16 {
-    s.get_with(path, &[("authorization", &bearer(token))])
-        .await
-        .status()
-        .as_u16()
+    let r = s.get_with(path, &[("authorization", &bearer(token))]).await;
+    let st = r.status().as_u16();
+    if st >= 400 {
+        eprintln!("GET {path}: {st} {}", r.text().await.unwrap_or_default());
+    }
+    st
 }
 
 async fn upload(s: &TestServer, token: &str) -> (u16, Value) {
@@ -244,13 +246,17 @@ async fn identity_pool_ids() {
     proxy.fail.store(false, Ordering::SeqCst);
     assert_eq!(get(&a, "/public/quad.png?w=4", &erin).await, 200);
 
-    // Another instance on the same metadata: Alice is known there without a call, even
-    // with an access token.
+    // Another instance on the same metadata (its own originals folder): Alice is known
+    // there without a call, even with an access token.
     let b = server(&iss, &pool, &proxy.url, &meta).await;
     let before = proxy.calls();
-    assert_eq!(get(&b, &format!("/{key}"), &iss.access_token("alice")).await, 200);
-    assert_eq!(get(&b, &format!("/{key}"), &alice).await, 200);
-    assert_eq!(proxy.calls(), before);
+    let (st, rec_b) = upload(&b, &iss.access_token("alice")).await;
+    assert_eq!(st, 201, "{rec_b}");
+    assert_eq!(rec_b["owner"].as_str(), Some(owner.as_str()));
+    let key_b = rec_b["key"].as_str().unwrap();
+    assert_eq!(get(&b, &format!("/{key_b}"), &alice).await, 200);
+    assert_eq!(get(&b, &format!("/{key_b}"), &bob).await, 403);
+    assert_eq!(proxy.calls(), before, "both known from the shared store");
 
     // Cognito Identity unreachable → 502 (never a fall-through to `sub`).
     let closed = {
