@@ -613,7 +613,7 @@ impl Moto {
     /// One moto for the whole test binary (each test uses its own table, pool or queue
     /// names): starting one costs about a second. It runs inside a Python process that
     /// stops when its stdin closes, i.e. when the test binary exits, since statics are never
-    /// dropped.
+    /// dropped. It serves one request at a time (see below).
     pub async fn shared() -> &'static Moto {
         static SHARED: tokio::sync::OnceCell<Moto> = tokio::sync::OnceCell::const_new();
         SHARED
@@ -623,7 +623,24 @@ impl Moto {
                     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
                     l.local_addr().unwrap().port()
                 };
-                let script = "import sys\nfrom moto.server import ThreadedMotoServer\ns = ThreadedMotoServer(ip_address='127.0.0.1', port=int(sys.argv[1]), verbose=False)\ns.start()\nsys.stdin.read()\ns.stop()\n";
+                // Requests are served one at a time: moto's TransactWriteItems deep-copies
+                // the table without a lock, and concurrent transactions then fail with
+                // "dictionary changed size during iteration" (a 500). DynamoDB itself
+                // evaluates conditions per item, so serialising changes no outcome.
+                let script = r#"
+import sys, threading
+from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def serial(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+srv = make_server("127.0.0.1", int(sys.argv[1]), serial, True, request_handler=MotoRequestHandler)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+sys.stdin.read()
+srv.shutdown()
+"#;
                 let child = independent_python()
                     .args(["-c", script, &port.to_string()])
                     .stdin(std::process::Stdio::piped())
