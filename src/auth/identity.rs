@@ -15,7 +15,6 @@ use aws_sdk_cognitoidentity::config::http::HttpResponse;
 use aws_sdk_cognitoidentity::error::{DisplayErrorContext, SdkError};
 use aws_sdk_cognitoidentity::operation::get_id::GetIdError;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +55,9 @@ fn valid_identity_id(id: &str) -> bool {
     valid_pool_id(id)
 }
 
+/// One user's first resolution, shared by the requests that wait for it.
+type Flight = tokio::sync::OnceCell<Result<String, Error>>;
+
 pub struct IdentityResolver {
     cfg: IdentityPoolConfig,
     /// The user pool issuer whose users are mapped (local tokens are not).
@@ -64,8 +66,7 @@ pub struct IdentityResolver {
     metadata: Arc<dyn MetadataStore>,
     known: moka::sync::Cache<String, String>,
     /// One cell per user while their first resolution runs (single flight).
-    inflight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<String>>>>,
-    calls: AtomicU64,
+    inflight: Mutex<HashMap<String, Arc<Flight>>>,
 }
 
 impl IdentityResolver {
@@ -96,17 +97,11 @@ impl IdentityResolver {
             metadata,
             known: moka::sync::Cache::new(100_000),
             inflight: Mutex::new(HashMap::new()),
-            calls: AtomicU64::new(0),
         }
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
-    }
-
-    /// How many GetId calls were made (metrics and tests).
-    pub fn get_id_calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     /// The identity-pool id of the user `subject`; `id_token` is their ID token when the
@@ -115,37 +110,50 @@ impl IdentityResolver {
         if let Some(id) = self.known.get(subject) {
             return Ok(id);
         }
+        let Some(token) = id_token else {
+            // An access token can only find a stored id: no GetId, nothing to coalesce.
+            let id = self.stored(subject).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unauthorized,
+                    "sign in with an ID token once: the identity pool id is not known yet",
+                )
+                .with_cause("access token of a user without a stored identity id")
+            })?;
+            self.known.insert(subject.to_string(), id.clone());
+            return Ok(id);
+        };
+        // Concurrent first requests of one user share one resolution, its failure too (an
+        // outage must not become one GetId per waiting request, one after another).
         let cell = {
             let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(subject.to_string()).or_default().clone()
         };
         let got = cell
-            .get_or_try_init(|| self.first_resolution(subject, id_token))
+            .get_or_init(|| self.first_resolution(subject, token))
             .await
-            .cloned();
+            .clone();
         if let Ok(id) = &got {
             self.known.insert(subject.to_string(), id.clone());
         }
-        // Done (or failed: the next request tries again); later ones hit `known`.
-        self.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(subject);
+        // Settled: later requests hit `known`, or (after a failure) try afresh.
+        let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(subject).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            m.remove(subject);
+        }
         got
     }
 
-    async fn first_resolution(&self, subject: &str, id_token: Option<&str>) -> Result<String, Error> {
-        if let Some(id) = self.metadata.get_identity(&self.cfg.pool_id, subject).await? {
+    async fn stored(&self, subject: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .metadata
+            .get_identity(&self.cfg.pool_id, subject)
+            .await?)
+    }
+
+    async fn first_resolution(&self, subject: &str, token: &str) -> Result<String, Error> {
+        if let Some(id) = self.stored(subject).await? {
             return Ok(id);
         }
-        let Some(token) = id_token else {
-            return Err(Error::new(
-                ErrorKind::Unauthorized,
-                "sign in with an ID token once: the identity pool id is not known yet",
-            )
-            .with_cause("access token of a user without a stored identity id"));
-        };
-        self.calls.fetch_add(1, Ordering::Relaxed);
         let out = self
             .client
             .get_id()
@@ -205,7 +213,9 @@ mod tests {
 
     #[test]
     fn pool_ids() {
-        assert!(valid_pool_id("us-east-1:4d4b0f4e-0c9e-4b8e-9f31-2c0a8c1b1a11"));
+        assert!(valid_pool_id(
+            "us-east-1:4d4b0f4e-0c9e-4b8e-9f31-2c0a8c1b1a11"
+        ));
         assert!(!valid_pool_id("us-east-1"));
         assert!(!valid_pool_id("US:4d4b0f4e-0c9e-4b8e-9f31-2c0a8c1b1a11"));
         assert!(!valid_pool_id("us-east-1:../../etc"));

@@ -23,9 +23,9 @@ use super::*;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete,
-    GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
-    ScalarAttributeType, TableStatus, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
+    IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TableStatus, TransactWriteItem, Update,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -90,7 +90,11 @@ fn parse_url(url: &str) -> Result<Target, String> {
                     _ => return Err(format!("create=`{v}`: expected true or false")),
                 }
             }
-            _ => return Err(format!("unknown parameter `{k}` (region, endpoint, create)")),
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{k}` (region, endpoint, create)"
+                ));
+            }
         }
     }
     Ok(t)
@@ -446,7 +450,9 @@ impl DynamoStore {
                     Err(e)
                         if e.as_service_error()
                             .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-                    Err(e) => return Err(format!("cannot create table: {}", DisplayErrorContext(e))),
+                    Err(e) => {
+                        return Err(format!("cannot create table: {}", DisplayErrorContext(e)));
+                    }
                 }
             }
             Err(e) => return Err(format!("cannot describe table: {}", DisplayErrorContext(e))),
@@ -609,7 +615,11 @@ impl MetadataStore for DynamoStore {
         let mut k = objkey_key(&r.key);
         k.insert("id".into(), s(r.id.clone()));
         let items = vec![
-            put(&self.table, record_item(r), Some("attribute_not_exists(pk)"))?,
+            put(
+                &self.table,
+                record_item(r),
+                Some("attribute_not_exists(pk)"),
+            )?,
             put(&self.table, k, Some("attribute_not_exists(pk)"))?,
         ];
         match self.transact(items).await {
@@ -925,7 +935,11 @@ impl MetadataStore for DynamoStore {
             .build()
             .map_err(build_err)?;
         let items = vec![
-            put(&self.table, share_item(sh), Some("attribute_not_exists(pk)"))?,
+            put(
+                &self.table,
+                share_item(sh),
+                Some("attribute_not_exists(pk)"),
+            )?,
             put(&self.table, ptr, Some("attribute_not_exists(pk)"))?,
             TransactWriteItem::builder().condition_check(image).build(),
         ];
@@ -1173,7 +1187,9 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(
-            parse_url("dynamodb://imgorigin-meta?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A5000&create=true"),
+            parse_url(
+                "dynamodb://imgorigin-meta?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A5000&create=true"
+            ),
             Ok(Target {
                 table: "imgorigin-meta".into(),
                 region: Some("eu-west-1".into()),

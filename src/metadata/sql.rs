@@ -808,7 +808,10 @@ mod tests {
         let b = "us-east-1:22222222-2222-2222-2222-222222222222";
         assert_eq!(s.put_identity(pool, "alice", a, 1).await.unwrap(), a);
         assert_eq!(s.put_identity(pool, "alice", b, 2).await.unwrap(), a);
-        assert_eq!(s.get_identity(pool, "alice").await.unwrap().as_deref(), Some(a));
+        assert_eq!(
+            s.get_identity(pool, "alice").await.unwrap().as_deref(),
+            Some(a)
+        );
         assert_eq!(s.get_identity("other-pool", "alice").await.unwrap(), None);
     }
 }

@@ -1697,7 +1697,9 @@ impl MetadataStore for FlakyMeta {
         identity_id: &str,
         now: i64,
     ) -> Result<String, MetaError> {
-        self.inner.put_identity(pool, subject, identity_id, now).await
+        self.inner
+            .put_identity(pool, subject, identity_id, now)
+            .await
     }
     async fn check(&self) -> Result<(), MetaError> {
         if self.fail_check.load(Ordering::SeqCst) {
@@ -1899,7 +1901,12 @@ async fn fault_injection(db: Db) {
                 .and_then(|r| r.split('?').next())
                 .unwrap();
             let client = aws_sdk_dynamodb::Client::new(&Moto::shared().await.sdk_config().await);
-            client.delete_table().table_name(table).send().await.unwrap();
+            client
+                .delete_table()
+                .table_name(table)
+                .send()
+                .await
+                .unwrap();
         }
     }
     let (st, v) = attempt().await;

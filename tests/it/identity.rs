@@ -79,7 +79,11 @@ impl Proxy {
                             return amz_error(500, "InternalErrorException", "injected");
                         }
                         if !login_ok(&body) {
-                            return amz_error(400, "NotAuthorizedException", "Invalid login token.");
+                            return amz_error(
+                                400,
+                                "NotAuthorizedException",
+                                "Invalid login token.",
+                            );
                         }
                         // Slow enough that concurrent first requests overlap.
                         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -181,11 +185,17 @@ async fn identity_pool_ids() {
     assert_eq!(proxy.calls(), 1);
     let key = rec["key"].as_str().unwrap().to_string();
     let owner = rec["owner"].as_str().unwrap().to_string();
-    assert!(owner.starts_with("us-east-1:") && owner.len() == 46, "{owner}");
+    assert!(
+        owner.starts_with("us-east-1:") && owner.len() == 46,
+        "{owner}"
+    );
     assert!(key.starts_with(&format!("private/{owner}/")), "{key}");
     // Later requests, with the ID token or an access token, make no call.
     assert_eq!(get(&a, &format!("/{key}?w=4"), &alice).await, 200);
-    assert_eq!(get(&a, &format!("/{key}"), &iss.access_token("alice")).await, 200);
+    assert_eq!(
+        get(&a, &format!("/{key}"), &iss.access_token("alice")).await,
+        200
+    );
     let (st, _) = upload(&a, &iss.access_token("alice")).await;
     assert_eq!(st, 201);
     assert_eq!(proxy.calls(), 1, "the id is remembered");
@@ -231,16 +241,41 @@ async fn identity_pool_ids() {
 
     // An access token of a user never seen: GetId cannot take it → 401, no call.
     let before = proxy.calls();
-    assert_eq!(get(&a, "/public/quad.png?w=4", &iss.access_token("dave")).await, 401);
+    assert_eq!(
+        get(&a, "/public/quad.png?w=4", &iss.access_token("dave")).await,
+        401
+    );
     assert_eq!(proxy.calls(), before);
     // GetId refused → 401, every time (nothing remembered).
     let mallory = iss.token("mallory");
     assert_eq!(get(&a, "/public/quad.png?w=4", &mallory).await, 401);
     assert_eq!(get(&a, "/public/quad.png?w=4", &mallory).await, 401);
-    // The service failing → 502; once it answers again the user gets in.
+    // The service failing → 502; once it answers again the user gets in. Concurrent
+    // first requests share the failure too: one GetId (with the SDK's own retries, at most
+    // 3 attempts), not one per request.
     proxy.fail.store(true, Ordering::SeqCst);
     let erin = iss.token("erin");
-    assert_eq!(get(&a, "/public/quad.png?w=4", &erin).await, 502);
+    let before = proxy.calls();
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (c, url, auth) = (
+            a.client.clone(),
+            a.url("/public/quad.png?w=4"),
+            bearer(&erin),
+        );
+        tries.spawn(async move {
+            let r = c.get(url).header("authorization", auth).send().await;
+            r.unwrap().status().as_u16()
+        });
+    }
+    while let Some(st) = tries.join_next().await {
+        assert_eq!(st.unwrap(), 502);
+    }
+    assert!(
+        proxy.calls() - before <= 3,
+        "{} calls",
+        proxy.calls() - before
+    );
     let (st, _) = upload(&a, &erin).await;
     assert_eq!(st, 502);
     proxy.fail.store(false, Ordering::SeqCst);
