@@ -129,7 +129,19 @@ async fn build_state(
             .map_err(|e| StartError(format!("watermarks.{name}.file: {e}")))?;
         watermarks.insert(name.clone(), Arc::new(wm));
     }
-    let (auth, local_issuer) = build_authenticator(&config)?;
+    let (mut auth, local_issuer) = build_authenticator(&config)?;
+    if let Some(c) = &config.auth.cognito
+        && let Some(pool) = &c.identity_pool
+    {
+        auth.identities = Some(Arc::new(
+            crate::auth::identity::IdentityResolver::new(
+                pool.clone(),
+                c.issuer.clone(),
+                metadata.clone(),
+            )
+            .await,
+        ));
+    }
     let rate_limits = RateLimits::new(&config.rate_limit);
     let parse = config.parse_settings();
     let shared_prefix = config

@@ -25,6 +25,8 @@ pub enum TokenUse {
 pub struct Identity {
     pub id: String,
     pub groups: Vec<String>,
+    /// Which kind the token was (only an ID token can be given to Cognito Identity).
+    pub token_use: TokenUse,
 }
 
 /// Why a token was refused (logged; clients see a plain 401).
@@ -196,7 +198,11 @@ impl JwtVerifier {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Identity { id, groups })
+        Ok(Identity {
+            id,
+            groups,
+            token_use: kind,
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod cloudfront;
+pub mod identity;
 pub mod jwt;
 pub mod local;
 pub mod password;
@@ -65,6 +66,8 @@ pub struct Authenticator {
     api_key_hashes: Vec<[u8; 32]>,
     pub jwt: Vec<JwtVerifier>,
     admin_groups: Vec<String>,
+    /// Amplify identity ids for the Cognito user pool's users (SPEC §13).
+    pub identities: Option<std::sync::Arc<identity::IdentityResolver>>,
 }
 
 fn forbidden(detail: &str, cause: impl std::fmt::Display) -> Error {
@@ -95,6 +98,7 @@ impl Authenticator {
             api_key_hashes: cfg.api_key_hashes.clone(),
             jwt,
             admin_groups: cfg.admin_groups.clone(),
+            identities: None,
         }
     }
 
@@ -221,8 +225,17 @@ impl Authenticator {
             if id.groups.iter().any(|g| self.admin_groups.contains(g)) {
                 return Ok(Principal::Admin);
             }
+            let user = match &self.identities {
+                // The user pool's users are known by their identity-pool id; a refused or
+                // failed GetId ends the request (never a fall-through to `sub`).
+                Some(r) if r.issuer() == verifier.issuer() => {
+                    let id_token = (id.token_use == jwt::TokenUse::Id).then_some(token);
+                    r.resolve(&id.id, id_token).await?
+                }
+                _ => id.id,
+            };
             return Ok(Principal::User {
-                id: id.id,
+                id: user,
                 groups: id.groups,
             });
         }

@@ -32,6 +32,8 @@ pub struct CognitoConfig {
     pub identity_claim: String,
     pub leeway_s: u64,
     pub jwks_min_refresh: Duration,
+    /// `cognito.identity_pool_id`: keys use identity-pool ids (SPEC §13).
+    pub identity_pool: Option<super::identity::IdentityPoolConfig>,
     /// `cognito.domain` + `cognito.gallery_client_id`: the gallery signs in there.
     pub hosted_ui: Option<HostedUi>,
 }

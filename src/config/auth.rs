@@ -191,12 +191,7 @@ pub(super) fn validate_auth(raw: &RawConfig, errs: &mut Vec<String>) -> AuthConf
                 "cognito.client_ids: list the app client ids whose tokens are accepted".into(),
             );
         }
-        if c.identity_pool_id.is_some() {
-            errs.push(
-                "cognito.identity_pool_id: Amplify identity ids (GetId) are not supported yet"
-                    .into(),
-            );
-        }
+        let identity_pool = identity_pool(c, errs);
         if c.jwks_min_refresh_s == 0 {
             errs.push("cognito.jwks_min_refresh_s: must be at least 1".into());
         }
@@ -216,6 +211,7 @@ pub(super) fn validate_auth(raw: &RawConfig, errs: &mut Vec<String>) -> AuthConf
             issuer,
             client_ids,
             hosted_ui,
+            identity_pool,
             token_use,
             identity_claim: c.identity_claim.clone(),
             leeway_s: c.leeway_s,
@@ -355,4 +351,41 @@ pub(super) fn validate_rate_limit(rl: &raw::RateLimit, errs: &mut Vec<String>) -
         burst: rl.burst,
         ipv6_prefix: rl.ipv6_prefix,
     }
+}
+
+/// `cognito.identity_pool_id` (+ `identity_endpoint_url`): GetId needs the user pool's
+/// provider name, `cognito-idp.<region>.amazonaws.com/<user_pool_id>`, as its `Logins` key.
+fn identity_pool(
+    c: &crate::config::raw::Cognito,
+    errs: &mut Vec<String>,
+) -> Option<crate::auth::identity::IdentityPoolConfig> {
+    if c.identity_pool_id.is_none() && c.identity_endpoint_url.is_some() {
+        errs.push("cognito.identity_endpoint_url: set only with cognito.identity_pool_id".into());
+    }
+    let pool_id = c.identity_pool_id.as_ref()?;
+    if !crate::auth::identity::valid_pool_id(pool_id) {
+        errs.push(format!(
+            "cognito.identity_pool_id: `{pool_id}` is not REGION:GUID (e.g. us-east-1:4d4b0f4e-0c9e-4b8e-9f31-2c0a8c1b1a11)"
+        ));
+        return None;
+    }
+    let (Some(region), Some(user_pool)) = (&c.region, &c.user_pool_id) else {
+        errs.push(
+            "cognito.identity_pool_id: needs cognito.region and cognito.user_pool_id (the GetId login provider)"
+                .into(),
+        );
+        return None;
+    };
+    if let Some(u) = &c.identity_endpoint_url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        errs.push(format!(
+            "cognito.identity_endpoint_url: `{u}` is not an http(s) URL"
+        ));
+    }
+    Some(crate::auth::identity::IdentityPoolConfig {
+        pool_id: pool_id.clone(),
+        login_provider: format!("cognito-idp.{region}.amazonaws.com/{user_pool}"),
+        endpoint_url: c.identity_endpoint_url.clone(),
+    })
 }

@@ -350,13 +350,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let metadata_url = raw.metadata.url.clone();
-    if !(metadata_url.starts_with("sqlite:")
-        || metadata_url.starts_with("postgres://")
-        || metadata_url.starts_with("postgresql://"))
-    {
-        errs.push(format!(
-            "metadata.url: `{metadata_url}` is not a sqlite:// or postgres:// URL"
-        ));
+    if let Err(e) = crate::metadata::check_url(&metadata_url) {
+        errs.push(format!("metadata.url: {e}"));
     }
 
     let cache = CacheConfig {

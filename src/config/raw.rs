@@ -437,6 +437,8 @@ pub struct Cognito {
     pub leeway_s: u64,
     pub jwks_min_refresh_s: u64,
     pub identity_pool_id: Option<String>,
+    /// A Cognito Identity-compatible endpoint for GetId (test servers).
+    pub identity_endpoint_url: Option<String>,
     /// The Hosted UI domain the gallery signs in with (SPEC §15).
     pub domain: Option<String>,
     /// The app client of the gallery (public client, authorization code + PKCE).
@@ -456,6 +458,7 @@ impl Default for Cognito {
             leeway_s: 0,
             jwks_min_refresh_s: 60,
             identity_pool_id: None,
+            identity_endpoint_url: None,
             domain: None,
             gallery_client_id: None,
         }

@@ -307,3 +307,46 @@ fn ingest_and_shared_store_are_checked() {
     );
     assert!(c.cache.shared.enabled && c.ingest.moderation && !c.ingest.labels);
 }
+
+#[test]
+fn identity_pools_and_dynamodb_urls() {
+    let pool = "us-east-1:4d4b0f4e-0c9e-4b8e-9f31-2c0a8c1b1a11";
+    let c = Config::from_toml_and_env(
+        &format!("[cognito]\nregion = \"us-east-1\"\nuser_pool_id = \"us-east-1_A\"\nclient_ids = [\"c\"]\nidentity_pool_id = \"{pool}\"\nidentity_endpoint_url = \"http://127.0.0.1:5000\"\n"),
+        env(&[]),
+    )
+    .unwrap();
+    let ip = c.auth.cognito.unwrap().identity_pool.unwrap();
+    assert_eq!(ip.pool_id, pool);
+    assert_eq!(
+        ip.login_provider,
+        "cognito-idp.us-east-1.amazonaws.com/us-east-1_A"
+    );
+    assert_eq!(ip.region(), "us-east-1");
+    // The login provider needs the user pool; a malformed pool id is named.
+    let e = Config::from_toml_and_env(
+        &format!("[cognito]\nissuer = \"https://issuer.example\"\nclient_ids = [\"c\"]\nidentity_pool_id = \"{pool}\"\n"),
+        env(&[]),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("cognito.identity_pool_id: needs"),
+        "{e}"
+    );
+    let e = Config::from_toml_and_env(
+        "[cognito]\nregion = \"us-east-1\"\nuser_pool_id = \"us-east-1_A\"\nclient_ids = [\"c\"]\nidentity_pool_id = \"alice\"\n",
+        env(&[]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("is not REGION:GUID"), "{e}");
+
+    let c = Config::from_toml_and_env(
+        "[metadata]\nurl = \"dynamodb://imgorigin-meta?region=eu-west-1&create=true\"\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert!(c.metadata_url.starts_with("dynamodb://"));
+    let e = Config::from_toml_and_env("[metadata]\nurl = \"dynamodb://t?colour=red\"\n", env(&[]))
+        .unwrap_err();
+    assert!(e.to_string().contains("metadata.url"), "{e}");
+}

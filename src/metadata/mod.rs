@@ -1,10 +1,13 @@
 //! Image metadata and share links (SPEC §6): one `MetadataStore` interface, implemented on
 //! SQLite (embedded default) and PostgreSQL (shared by all instances) with the same SQL and
-//! the same migrations (`migrations/`), applied at start-up. sqlx's migrator takes a lock
-//! (`pg_advisory_lock` on PostgreSQL), so several instances may start at once.
+//! the same migrations (`migrations/`), applied at start-up, and on one DynamoDB table
+//! (SPEC §13, `dynamodb.rs`). sqlx's migrator takes a lock (`pg_advisory_lock` on
+//! PostgreSQL), so several instances may start at once.
 
+pub mod dynamodb;
 mod sql;
 
+pub use dynamodb::DynamoStore;
 pub use sql::{PgStore, SqliteStore};
 
 use async_trait::async_trait;
@@ -299,8 +302,37 @@ pub trait MetadataStore: Send + Sync + 'static {
         tags: &[String],
         now: i64,
     ) -> Result<bool, MetaError>;
+    /// The identity-pool id (SPEC §13) stored for `subject` (a user pool's `sub`) of the
+    /// identity pool `pool`.
+    async fn get_identity(&self, pool: &str, subject: &str) -> Result<Option<String>, MetaError>;
+    /// Stores an identity-pool id unless one is stored already (first write wins); returns
+    /// the stored one.
+    async fn put_identity(
+        &self,
+        pool: &str,
+        subject: &str,
+        identity_id: &str,
+        now: i64,
+    ) -> Result<String, MetaError>;
     /// Readiness.
     async fn check(&self) -> Result<(), MetaError>;
+}
+
+/// Whether `metadata.url` names a store this build knows (checked at start-up, before
+/// anything is opened).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        Ok(())
+    } else if url.starts_with("dynamodb://") {
+        dynamodb::check_url(url)
+    } else {
+        Err(format!(
+            "`{url}` is not a sqlite://, postgres:// or dynamodb:// URL"
+        ))
+    }
 }
 
 /// Opens the store named by `metadata.url` and applies the migrations.
@@ -309,8 +341,12 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn MetadataStore>, String
         Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PgStore::open(url).await?))
+    } else if url.starts_with("dynamodb://") {
+        Ok(std::sync::Arc::new(DynamoStore::open(url).await?))
     } else {
-        Err(format!("`{url}` is not a sqlite: or postgres:// URL"))
+        Err(format!(
+            "`{url}` is not a sqlite:, postgres:// or dynamodb:// URL"
+        ))
     }
 }
 

@@ -610,6 +610,43 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
+            async fn get_identity(
+                &self,
+                pool: &str,
+                subject: &str,
+            ) -> Result<Option<String>, MetaError> {
+                let row = sqlx::query_as::<$db, (String,)>(
+                    "SELECT identity_id FROM identities WHERE pool_id = $1 AND subject = $2",
+                )
+                .bind(pool.to_string())
+                .bind(subject.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(id,)| id))
+            }
+
+            async fn put_identity(
+                &self,
+                pool: &str,
+                subject: &str,
+                identity_id: &str,
+                now: i64,
+            ) -> Result<String, MetaError> {
+                // First write wins, so every instance uses the same id.
+                sqlx::query::<$db>(
+                    "INSERT INTO identities (pool_id, subject, identity_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (pool_id, subject) DO NOTHING",
+                )
+                .bind(pool.to_string())
+                .bind(subject.to_string())
+                .bind(identity_id.to_string())
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                self.get_identity(pool, subject)
+                    .await?
+                    .ok_or_else(|| MetaError::Db("identity vanished".into()))
+            }
+
             async fn check(&self) -> Result<(), MetaError> {
                 sqlx::query::<$db>("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -815,5 +852,21 @@ mod tests {
             (after.password_hash.as_str(), after.updated_at),
             ("$argon2id$y", 2)
         );
+    }
+
+    #[tokio::test]
+    async fn sqlite_identities_first_write_wins() {
+        let s = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let pool = "us-east-1:00000000-0000-0000-0000-000000000000";
+        assert_eq!(s.get_identity(pool, "alice").await.unwrap(), None);
+        let a = "us-east-1:11111111-1111-1111-1111-111111111111";
+        let b = "us-east-1:22222222-2222-2222-2222-222222222222";
+        assert_eq!(s.put_identity(pool, "alice", a, 1).await.unwrap(), a);
+        assert_eq!(s.put_identity(pool, "alice", b, 2).await.unwrap(), a);
+        assert_eq!(
+            s.get_identity(pool, "alice").await.unwrap().as_deref(),
+            Some(a)
+        );
+        assert_eq!(s.get_identity("other-pool", "alice").await.unwrap(), None);
     }
 }

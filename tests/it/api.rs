@@ -1,7 +1,8 @@
-//! The metadata API (SPEC §6) through real HTTP, each test against SQLite and PostgreSQL.
-//! PostgreSQL comes from `IMGORIGIN_TEST_POSTGRES_URL` (scripts/test starts or finds a
-//! server and makes a scratch database); every test gets its own schema. Without that
-//! variable the PostgreSQL cases are skipped, unless `CI` is set, where they fail.
+//! The metadata API (SPEC §6) through real HTTP, each test against SQLite, PostgreSQL and
+//! DynamoDB. PostgreSQL comes from `IMGORIGIN_TEST_POSTGRES_URL` (scripts/test starts or
+//! finds a server and makes a scratch database); every test gets its own schema. Without
+//! that variable the PostgreSQL cases are skipped, unless `CI` is set, where they fail.
+//! DynamoDB is moto in server mode (one process for the test binary), a table per test.
 
 use crate::support::*;
 use async_trait::async_trait;
@@ -27,9 +28,10 @@ const ISSUER: &str = "imgorigin-test";
 pub enum Db {
     Sqlite,
     Postgres,
+    Dynamodb,
 }
 
-/// `name::sqlite` and `name::postgres` for `async fn name(db: Db)`.
+/// `name::sqlite`, `name::postgres` and `name::dynamodb` for `async fn name(db: Db)`.
 macro_rules! both_dbs {
     ($name:ident) => {
         mod $name {
@@ -40,6 +42,10 @@ macro_rules! both_dbs {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 super::$name(super::Db::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb() {
+                super::$name(super::Db::Dynamodb).await
             }
         }
     };
@@ -84,7 +90,20 @@ async fn db_url(db: Db, dir: &Path) -> Option<String> {
             dir.join("meta.db").to_str().unwrap()
         )),
         Db::Postgres => postgres_url().await,
+        Db::Dynamodb => Some(dynamodb_url().await),
     }
+}
+
+/// A fresh table on the shared moto, created by the store (`create=true`).
+pub async fn dynamodb_url() -> String {
+    let moto = Moto::shared().await;
+    let endpoint: String =
+        percent_encoding::utf8_percent_encode(&moto.endpoint, percent_encoding::NON_ALPHANUMERIC)
+            .collect();
+    format!(
+        "dynamodb://t_{}?region=us-east-1&endpoint={endpoint}&create=true",
+        imgorigin::metadata::new_id()
+    )
 }
 
 /// One RSA key for the whole test process (local tokens and share signing).
@@ -1332,6 +1351,36 @@ async fn register_and_presign_on_fs(db: Db) {
 }
 both_dbs!(register_and_presign_on_fs);
 
+/// Two registrations of one key at the same moment: the store's uniqueness (a unique
+/// index, a conditional write) lets exactly one win; the other is 409, and one record
+/// remains. Repeated, so the two really overlap on some rounds.
+async fn concurrent_registrations(db: Db) {
+    let Some(api) = Api::start(db, "").await else {
+        return;
+    };
+    let bytes = fixture("quad.png");
+    std::fs::create_dir_all(api.root.join("protected/alice")).unwrap();
+    for round in 0..5 {
+        let key = format!("protected/alice/race{round}.png");
+        std::fs::write(api.root.join(&key), &bytes).unwrap();
+        let reg = || {
+            api.call(
+                "POST",
+                "/api/v1/images/register",
+                Who::User("alice"),
+                Req::Json(json!({ "key": key })),
+            )
+        };
+        let ((a, va), (b, vb)) = tokio::join!(reg(), reg());
+        let mut got = [a, b];
+        got.sort();
+        assert_eq!(got, [201, 409], "round {round}: {va} {vb}");
+    }
+    let ids = api.all_ids("&owner=alice").await;
+    assert_eq!(ids.len(), 5, "one record per key");
+}
+both_dbs!(concurrent_registrations);
+
 /// API writes count against `rate_limit.writes_per_s` per client; reads do not.
 #[tokio::test]
 async fn api_writes_are_rate_limited() {
@@ -1647,6 +1696,20 @@ impl MetadataStore for FlakyMeta {
     ) -> Result<bool, MetaError> {
         self.inner.set_review(id, moderation, tags, now).await
     }
+    async fn get_identity(&self, pool: &str, subject: &str) -> Result<Option<String>, MetaError> {
+        self.inner.get_identity(pool, subject).await
+    }
+    async fn put_identity(
+        &self,
+        pool: &str,
+        subject: &str,
+        identity_id: &str,
+        now: i64,
+    ) -> Result<String, MetaError> {
+        self.inner
+            .put_identity(pool, subject, identity_id, now)
+            .await
+    }
     async fn check(&self) -> Result<(), MetaError> {
         if self.fail_check.load(Ordering::SeqCst) {
             return Err(injected());
@@ -1862,6 +1925,19 @@ async fn fault_injection(db: Db) {
             sqlx::raw_sql(drop_sql).execute(&pool).await.unwrap();
             pool.close().await;
         }
+        Db::Dynamodb => {
+            let table = db_url
+                .strip_prefix("dynamodb://")
+                .and_then(|r| r.split('?').next())
+                .unwrap();
+            let client = aws_sdk_dynamodb::Client::new(&Moto::shared().await.sdk_config().await);
+            client
+                .delete_table()
+                .table_name(table)
+                .send()
+                .await
+                .unwrap();
+        }
     }
     let (st, v) = attempt().await;
     assert_eq!(st, 503, "{v}");
@@ -2023,4 +2099,155 @@ async fn migrations_are_idempotent() {
     a.check().await.unwrap();
     b.check().await.unwrap();
     assert!(dir.path().join("sub/dir/m.db").exists(), "folders created");
+}
+
+/// The three stores answer every list query with the records the rules say, in the same
+/// order: ties on `created_at` broken by id, every visibility (flagged records only to
+/// their owner), filter and keyset page; pending and rejected records never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_list_identically() {
+    use imgorigin::metadata::Visibility;
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores: Vec<(Db, Arc<dyn MetadataStore>)> = Vec::new();
+    for db in [Db::Sqlite, Db::Postgres, Db::Dynamodb] {
+        if let Some(url) = db_url(db, dir.path()).await {
+            stores.push((db, imgorigin::metadata::open(&url).await.unwrap()));
+        }
+    }
+    let levels = [Level::Public, Level::Protected, Level::Private];
+    let owners = ["alice", "bob", "carol"];
+    let mut records = Vec::new();
+    for i in 0..60i64 {
+        let level = levels[(i % 3) as usize];
+        let owner = owners[(i / 3 % 3) as usize];
+        let r = ImageRecord {
+            id: format!(
+                "id{:02}{}",
+                (i * 37) % 60,
+                ["x", "a", "m"][(i % 3) as usize]
+            ),
+            key: format!("{}/{owner}/k{i}.png", level.as_str()),
+            level,
+            owner: Some(owner.to_string()),
+            filename: None,
+            content_type: "image/png".into(),
+            bytes: 1,
+            width: 1,
+            height: 1,
+            sha256: "00".into(),
+            tags: if i % 4 == 0 {
+                vec!["cat".into()]
+            } else {
+                vec!["dog".into(), "cat-like".into()]
+            },
+            description: None,
+            // Many ties: five records share each time.
+            state: match i % 11 {
+                5 => RecordState::Pending,
+                8 => RecordState::Rejected,
+                _ => RecordState::Ready,
+            },
+            created_at: 1_000 + i / 5,
+            updated_at: 1_000 + i / 5,
+            facts: None,
+            moderation: match i % 7 {
+                1 | 4 => Some(imgorigin::metadata::Moderation::Flagged),
+                2 => Some(imgorigin::metadata::Moderation::Approved),
+                _ => None,
+            },
+            rejected_reason: (i % 11 == 8).then(|| "not an image".to_string()),
+        };
+        for (_, s) in &stores {
+            s.insert(&r).await.unwrap();
+        }
+        records.push(r);
+    }
+    // What each list must return, from the rules of SPEC §6 and §12 written out.
+    let expected =
+        |v: &Visibility, owner: Option<&str>, level: Option<Level>, tag: Option<&str>| {
+            let mut rs: Vec<&ImageRecord> = records
+                .iter()
+                .filter(|r| r.state == RecordState::Ready)
+                .filter(|r| {
+                    v.all
+                        || ((v.levels.contains(&r.level)
+                            || (r.level == Level::Private && r.owner == v.private_of))
+                            && (r.moderation != Some(imgorigin::metadata::Moderation::Flagged)
+                                || (v.flagged_of.is_some() && r.owner == v.flagged_of)))
+                })
+                .filter(|r| owner.is_none_or(|o| r.owner.as_deref() == Some(o)))
+                .filter(|r| level.is_none_or(|l| r.level == l))
+                .filter(|r| tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
+                .collect();
+            rs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+            rs.into_iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+        };
+    let visibilities = [
+        Visibility {
+            all: true,
+            ..Default::default()
+        },
+        Visibility {
+            levels: vec![Level::Public],
+            ..Default::default()
+        },
+        Visibility {
+            levels: vec![Level::Public, Level::Protected],
+            private_of: Some("bob".into()),
+            ..Default::default()
+        },
+        Visibility {
+            levels: vec![Level::Public, Level::Protected],
+            private_of: Some("alice".into()),
+            flagged_of: Some("alice".into()),
+            ..Default::default()
+        },
+        Visibility::default(),
+    ];
+    let mut checked = 0;
+    for visible in &visibilities {
+        for owner in [None, Some("alice")] {
+            for level in [None, Some(Level::Protected)] {
+                for tag in [None, Some("cat")] {
+                    let mut results = Vec::new();
+                    for (db, s) in &stores {
+                        let mut ids = Vec::new();
+                        let mut before = None;
+                        loop {
+                            let q = ListQuery {
+                                visible: visible.clone(),
+                                owner: owner.map(str::to_string),
+                                level,
+                                tag: tag.map(str::to_string),
+                                limit: 4,
+                                before: before.clone(),
+                            };
+                            let page = s.list(&q).await.unwrap();
+                            let Some(last) = page.last() else { break };
+                            before = Some((last.created_at, last.id.clone()));
+                            ids.extend(page.iter().map(|r| r.id.clone()));
+                        }
+                        results.push((*db, ids));
+                    }
+                    let want = expected(visible, owner, level, tag);
+                    for (db, ids) in &results {
+                        assert_eq!(
+                            ids, &want,
+                            "{db:?}: {visible:?} {owner:?} {level:?} {tag:?}"
+                        );
+                    }
+                    if visible.all && owner.is_none() && level.is_none() && tag.is_none() {
+                        assert_eq!(
+                            want.len(),
+                            50,
+                            "every ready record, none pending or rejected"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 40);
+    assert!(stores.len() >= 2, "at least SQLite and DynamoDB");
 }

@@ -615,15 +615,15 @@ async fn our_signer_matches_openssl_and_the_cli() {
 
 // ---- Bearer tokens -------------------------------------------------------------------
 
-struct Issuer {
+pub struct Issuer {
     keys: Keys,
-    url: String,
+    pub url: String,
     fetches: Arc<AtomicUsize>,
     _dir: tempfile::TempDir,
 }
 
 impl Issuer {
-    async fn start() -> Issuer {
+    pub async fn start() -> Issuer {
         let dir = tempfile::tempdir().unwrap();
         let keys = make_keys(dir.path(), "issuer");
         let jwks = serde_json::json!({"keys": [
@@ -654,7 +654,7 @@ impl Issuer {
     }
 
     /// A JWT signed by openssl with RS256 over `header.claims`.
-    fn token_with(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
+    pub fn token_with(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -664,17 +664,28 @@ impl Issuer {
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
 
-    fn claims(&self, sub: &str) -> serde_json::Value {
+    pub fn claims(&self, sub: &str) -> serde_json::Value {
         serde_json::json!({
             "sub": sub, "iss": self.url, "aud": "client-1", "token_use": "id",
             "iat": now() - 10, "exp": now() + 600, "cognito:groups": ["users"],
         })
     }
 
-    fn token(&self, sub: &str) -> String {
+    pub fn token(&self, sub: &str) -> String {
         self.token_with(
             serde_json::json!({"alg": "RS256", "kid": "kid-1", "typ": "JWT"}),
             self.claims(sub),
+        )
+    }
+
+    /// An access token as Cognito makes them (`client_id`, no `aud`).
+    pub fn access_token(&self, sub: &str) -> String {
+        self.token_with(
+            serde_json::json!({"alg": "RS256", "kid": "kid-1", "typ": "JWT"}),
+            serde_json::json!({
+                "sub": sub, "iss": self.url, "client_id": "client-1", "token_use": "access",
+                "iat": now() - 10, "exp": now() + 600, "scope": "aws.cognito.signin.user.admin",
+            }),
         )
     }
 }
@@ -688,12 +699,12 @@ async fn cognito_server(issuer: &Issuer, extra: &str) -> TestServer {
     .await
 }
 
-fn sha2_digest(b: &[u8]) -> [u8; 32] {
+pub fn sha2_digest(b: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(b).into()
 }
 
-fn bearer(t: &str) -> String {
+pub fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 

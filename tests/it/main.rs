@@ -13,6 +13,7 @@ mod gallery;
 mod golden;
 mod heif;
 mod http;
+mod identity;
 mod ingest;
 mod layers;
 mod limits;

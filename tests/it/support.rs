@@ -606,21 +606,75 @@ impl Moto {
             .expect("start moto (run scripts/test once to install it)");
         let endpoint = format!("http://127.0.0.1:{port}");
         let moto = Moto { child, endpoint };
+        moto.wait_ready().await;
+        moto
+    }
+
+    /// One moto for the whole test binary (each test uses its own table, pool or queue
+    /// names): starting one costs about a second. It runs inside a Python process that
+    /// stops when its stdin closes, i.e. when the test binary exits, since statics are never
+    /// dropped. It serves one request at a time (see below).
+    pub async fn shared() -> &'static Moto {
+        static SHARED: tokio::sync::OnceCell<Moto> = tokio::sync::OnceCell::const_new();
+        SHARED
+            .get_or_init(|| async {
+                imgorigin::app::install_crypto_provider();
+                let port = {
+                    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+                    l.local_addr().unwrap().port()
+                };
+                // Requests are served one at a time: moto's TransactWriteItems deep-copies
+                // the table without a lock, and concurrent transactions then fail with
+                // "dictionary changed size during iteration" (a 500). DynamoDB itself
+                // evaluates conditions per item, so serialising changes no outcome.
+                let script = r#"
+import sys, threading
+from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def serial(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+srv = make_server("127.0.0.1", int(sys.argv[1]), serial, True, request_handler=MotoRequestHandler)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+sys.stdin.read()
+srv.shutdown()
+"#;
+                let child = independent_python()
+                    .args(["-c", script, &port.to_string()])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start moto (run scripts/test once to install it)");
+                // The child keeps its stdin pipe open for as long as this process lives.
+                let moto = Moto {
+                    child,
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                };
+                moto.wait_ready().await;
+                moto
+            })
+            .await
+    }
+
+    async fn wait_ready(&self) {
         let probe = reqwest::Client::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             if let Ok(r) = probe
-                .get(format!("{}/moto-api/data.json", moto.endpoint))
+                .get(format!("{}/moto-api/data.json", self.endpoint))
                 .send()
                 .await
                 && r.status().is_success()
             {
-                return moto;
+                return;
             }
             assert!(
                 std::time::Instant::now() < deadline,
                 "moto did not answer on {}",
-                moto.endpoint
+                self.endpoint
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
