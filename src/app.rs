@@ -196,10 +196,13 @@ async fn build_state(
     Ok(App { state })
 }
 
-/// The other instances that share this one's data: those on the same PostgreSQL database.
+/// The other instances that share this one's data: those on the same PostgreSQL database
+/// or DynamoDB table.
 fn peers_of(metadata_url: &str) -> Peers {
     if metadata_url.starts_with("postgres://") || metadata_url.starts_with("postgresql://") {
         Peers::Postgres(metadata_url.to_string())
+    } else if metadata_url.starts_with("dynamodb://") {
+        Peers::Dynamodb(metadata_url.to_string())
     } else {
         Peers::Alone
     }

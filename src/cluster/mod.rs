@@ -1,16 +1,19 @@
 //! Changes that must reach every instance and CloudFront (SPEC §14). A delete, a level
 //! change, a share revocation or a purge is applied to this instance's caches at once,
-//! published to the other instances (PostgreSQL `LISTEN/NOTIFY`, see `pg`), and turned into
+//! published to the other instances (PostgreSQL `LISTEN/NOTIFY`, see `pg`; on DynamoDB a
+//! polled change log in the metadata table, see `dynamodb`), and turned into
 //! a CloudFront invalidation when a distribution is configured (see `cloudfront`).
 //!
 //! What the other instances drop: every cached tier of the key (originals, variants,
 //! decodes, stripped layouts, facts). When the listener loses its connection it may have
 //! missed changes, so until it is back the originals tier is bypassed (every request
-//! revalidates its original with storage) and on reconnecting that tier is dropped. The
+//! revalidates its original with storage) and on reconnecting that tier is dropped (on
+//! DynamoDB only after an absence longer than the change log keeps its items). The
 //! other tiers need no drop: their entries are keyed by the original's version (ETag) and
 //! are only reached through an original confirmed by storage, so a stale one is never found.
 
 pub mod cloudfront;
+mod dynamodb;
 mod pg;
 
 use crate::cache::Caches;
@@ -60,6 +63,14 @@ pub enum Peers {
     Alone,
     /// Every instance on this PostgreSQL database.
     Postgres(String),
+    /// Every instance on this DynamoDB table (`dynamodb://` URL).
+    Dynamodb(String),
+}
+
+/// How changes reach the other instances.
+enum Fanout {
+    Postgres(pg::Peers),
+    Dynamodb(dynamodb::Peers),
 }
 
 #[derive(Clone, Debug)]
@@ -82,7 +93,7 @@ struct Inner {
     caches: Caches,
     metrics: Metrics,
     propagation: Duration,
-    peers: Option<pg::Peers>,
+    peers: Option<Fanout>,
     invalidator: Option<cloudfront::Invalidator>,
     /// While the listener is down this instance may miss changes (see the module docs).
     degraded: AtomicBool,
@@ -109,7 +120,13 @@ impl Cluster {
     ) -> Result<Cluster, String> {
         let peers = match &settings.peers {
             Peers::Alone => None,
-            Peers::Postgres(url) => Some(pg::Peers::new(url)?),
+            Peers::Postgres(url) => Some(Fanout::Postgres(pg::Peers::new(url)?)),
+            Peers::Dynamodb(url) => {
+                let (client, table) = crate::metadata::dynamodb::DynamoStore::client_for(url)
+                    .await
+                    .map_err(|e| format!("metadata.url: {e}"))?;
+                Some(Fanout::Dynamodb(dynamodb::Peers::new(client, table)))
+            }
         };
         if peers.is_some() {
             metrics.cluster_degraded.set(1);
@@ -135,8 +152,14 @@ impl Cluster {
     /// Starts the listener for other instances' changes and the invalidation sender; they
     /// end when the last clone of this cluster is dropped.
     pub fn start(&self) {
-        if self.inner.peers.is_some() {
-            tokio::spawn(pg::listen(Arc::downgrade(&self.inner)));
+        match &self.inner.peers {
+            Some(Fanout::Postgres(_)) => {
+                tokio::spawn(pg::listen(Arc::downgrade(&self.inner)));
+            }
+            Some(Fanout::Dynamodb(_)) => {
+                tokio::spawn(dynamodb::poll(Arc::downgrade(&self.inner)));
+            }
+            None => {}
         }
         if let Some(inv) = &self.inner.invalidator {
             inv.start();
@@ -149,8 +172,10 @@ impl Cluster {
     pub async fn publish(&self, change: Change) -> Ticket {
         let inner = &self.inner;
         change.apply(&inner.caches).await;
-        if let Some(peers) = &inner.peers {
-            peers.notify(&inner.instance, &change, inner.metrics.clone());
+        match &inner.peers {
+            Some(Fanout::Postgres(p)) => p.notify(&inner.instance, &change, inner.metrics.clone()),
+            Some(Fanout::Dynamodb(p)) => p.notify(&inner.instance, &change, inner.metrics.clone()),
+            None => {}
         }
         let ticket = match (&inner.invalidator, change.invalidation_path()) {
             (Some(inv), Some(path)) => Some(inv.submit(path)),
@@ -173,6 +198,20 @@ impl Cluster {
 }
 
 impl Inner {
+    fn postgres(&self) -> Option<&pg::Peers> {
+        match &self.peers {
+            Some(Fanout::Postgres(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn dynamodb(&self) -> Option<&dynamodb::Peers> {
+        match &self.peers {
+            Some(Fanout::Dynamodb(p)) => Some(p),
+            _ => None,
+        }
+    }
+
     fn set_degraded(&self, on: bool) {
         self.degraded.store(on, Ordering::Release);
         self.metrics.cluster_degraded.set(i64::from(on));

@@ -93,7 +93,9 @@ pub(super) async fn listen(weak: Weak<Inner>) {
     loop {
         let (options, propagation, heartbeat_channel, name) = {
             let Some(inner) = weak.upgrade() else { return };
-            let Some(peers) = &inner.peers else { return };
+            let Some(peers) = inner.postgres() else {
+                return;
+            };
             (
                 peers.options.clone(),
                 inner.propagation,
@@ -163,7 +165,7 @@ async fn serve(
         };
         if last_beat.is_none_or(|t| t.elapsed() >= beat) {
             last_beat = Some(Instant::now());
-            if let Some(peers) = &inner.peers {
+            if let Some(peers) = inner.postgres() {
                 let pool = peers.pool.clone();
                 let channel = heartbeat_channel.to_string();
                 tokio::spawn(async move {

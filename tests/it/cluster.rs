@@ -1,9 +1,9 @@
-//! SPEC §14: several instances on one PostgreSQL agree (a delete, a level change, a purge on
-//! one is applied by the others within `cluster.propagation_s`, also after the listener
-//! lost its connection), CloudFront invalidations against moto's CloudFront (and a failing
+//! SPEC §14: several instances on one PostgreSQL or one DynamoDB table agree (a delete, a
+//! level change, a purge on one is applied by the others within `cluster.propagation_s`,
+//! also after the listener or poller lost its connection), CloudFront invalidations against moto's CloudFront (and a failing
 //! API in front of it), and `/metrics` in both exposition formats read by promtool.
 
-use crate::api::{Api, Req, Setup, Who, png, postgres_url};
+use crate::api::{Api, Req, Setup, Who, dynamodb_url, png, postgres_url};
 use crate::support::{Moto, S3_BUCKET, S3_PREFIX, S3Server};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,9 +80,19 @@ async fn delete_level_change_and_purge_reach_the_other_instance() {
     let Some(url) = postgres_url().await else {
         return;
     };
+    changes_reach_the_other_instance(&url).await;
+}
+
+/// The same on one DynamoDB table (moto): the change log in the table, polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_level_change_and_purge_reach_the_other_instance_on_dynamodb() {
+    changes_reach_the_other_instance(&dynamodb_url().await).await;
+}
+
+async fn changes_reach_the_other_instance(url: &str) {
     let (_dir, s3_root, objects) = bucket();
     let s3 = S3Server::start(&s3_root).await;
-    let (a, b) = pair(&url, &s3, &objects).await;
+    let (a, b) = pair(url, &s3, &objects).await;
     let within = Duration::from_secs(PROPAGATION_S);
 
     // Delete on A: B had the original and a variant cached, and answers 404.
@@ -186,8 +196,8 @@ enum Link {
     Blackhole,
 }
 
-/// A TCP relay to PostgreSQL whose link the test switches.
-async fn pg_relay(upstream: std::net::SocketAddr) -> (u16, tokio::sync::watch::Sender<Link>) {
+/// A TCP relay (to PostgreSQL, to DynamoDB) whose link the test switches.
+async fn relay(upstream: std::net::SocketAddr) -> (u16, tokio::sync::watch::Sender<Link>) {
     let (tx, rx) = tokio::sync::watch::channel(Link::Up);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -245,11 +255,40 @@ async fn a_lost_listener_serves_nothing_stale_and_recovers() {
             .next()
             .unwrap()
     };
-    let (port, link) = pg_relay(upstream).await;
+    let (port, link) = relay(upstream).await;
+    lost_link(&url, &via_port(&url, port), link).await;
+}
+
+/// The same on DynamoDB: B's path to the table (its poller's and its store's) is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_change_poller_serves_nothing_stale_and_recovers_on_dynamodb() {
+    let moto = Moto::shared().await;
+    let upstream = reqwest::Url::parse(&moto.endpoint)
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0];
+    let (port, link) = relay(upstream).await;
+    let table = format!("t_{}", imgorigin::metadata::new_id());
+    let url_via = |endpoint: &str| {
+        let e: String =
+            percent_encoding::utf8_percent_encode(endpoint, percent_encoding::NON_ALPHANUMERIC)
+                .collect();
+        format!("dynamodb://{table}?region=us-east-1&endpoint={e}&create=true")
+    };
+    lost_link(
+        &url_via(&moto.endpoint),
+        &url_via(&format!("http://127.0.0.1:{port}")),
+        link,
+    )
+    .await;
+}
+
+/// A on `url`, B on `url_b` (the same database through a relay whose `link` the test cuts).
+async fn lost_link(url: &str, url_b: &str, link: tokio::sync::watch::Sender<Link>) {
     let (_dir, s3_root, objects) = bucket();
     let s3 = S3Server::start(&s3_root).await;
-    let a = instance(&url, &s3, &objects).await;
-    let b = instance(&via_port(&url, port), &s3, &objects).await;
+    let a = instance(url, &s3, &objects).await;
+    let b = instance(url_b, &s3, &objects).await;
     let within = Duration::from_secs(PROPAGATION_S);
     let degraded = || async { b.s.metric("imgorigin_cluster_degraded").await == 1.0 };
 
