@@ -69,7 +69,8 @@ pub enum Peers {
 
 /// How changes reach the other instances.
 enum Fanout {
-    Postgres(pg::Peers),
+    // Boxed: the connect options are large, and there is one of these per process.
+    Postgres(Box<pg::Peers>),
     Dynamodb(dynamodb::Peers),
 }
 
@@ -120,7 +121,7 @@ impl Cluster {
     ) -> Result<Cluster, String> {
         let peers = match &settings.peers {
             Peers::Alone => None,
-            Peers::Postgres(url) => Some(Fanout::Postgres(pg::Peers::new(url)?)),
+            Peers::Postgres(url) => Some(Fanout::Postgres(Box::new(pg::Peers::new(url)?))),
             Peers::Dynamodb(url) => {
                 let (client, table) = crate::metadata::dynamodb::DynamoStore::client_for(url)
                     .await
