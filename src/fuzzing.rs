@@ -18,8 +18,11 @@ use crate::{originals, pipeline, storage};
 /// refused before decoding (the path that matters), and each run stays fast.
 const MAX_PIXELS: u64 = 1 << 20;
 
+/// A target body: returns for any input, panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the `fuzz/` binaries and the regression directories use these).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("probe", probe),
     ("params", params),
     ("cloudfront_policy", cloudfront_policy),
@@ -35,7 +38,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
