@@ -100,7 +100,12 @@ impl<'a> Meta<'a> {
         for (kind, p, _) in boxes(children) {
             match &kind {
                 b"pitm" => {
-                    m.primary = if p[0] == 0 { be16(p, 4)? } else { be32(p, 4)? };
+                    // An empty box (found by fuzzing) is malformed, not a panic.
+                    m.primary = if *p.first()? == 0 {
+                        be16(p, 4)?
+                    } else {
+                        be32(p, 4)?
+                    };
                     has_pitm = true;
                 }
                 b"iinf" => m.items = parse_iinf(input, p)?,
@@ -202,7 +207,7 @@ impl<'a> Meta<'a> {
 }
 
 fn parse_iinf(input: &[u8], p: &[u8]) -> Option<Vec<Item>> {
-    let (count, start) = if p[0] == 0 {
+    let (count, start) = if *p.first()? == 0 {
         (be16(p, 4)? as usize, 6)
     } else {
         (be32(p, 4)? as usize, 8)

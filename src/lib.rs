@@ -11,6 +11,8 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod facts;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gallery;
 pub mod headers;
 pub mod ingest;

@@ -47,11 +47,7 @@ pub(crate) fn describe(
     };
     let orient = Orient::from_image(orientation);
     let (display_width, display_height) = orient.output_dims(header.width, header.height);
-    let exif = exif_block(input, &header).and_then(read_exif);
-    let field = |tag| {
-        exif.as_ref()
-            .and_then(|e| e.get_field(tag, exif::In::PRIMARY))
-    };
+    let (taken_at, camera, gps) = exif_block(input, &header).map_or((None, None, None), exif_facts);
     let info = SourceInfo::of(&header);
     let facts = Facts {
         format: header.format.image_type().name().to_string(),
@@ -61,22 +57,36 @@ pub(crate) fn describe(
         animated: header.frames > 1,
         frames: header.frames,
         has_alpha: header.has_alpha,
-        taken_at: field(exif::Tag::DateTimeOriginal)
+        taken_at,
+        camera,
+        gps,
+        dominant_color: dominant_color(&thumb),
+        blurhash: blurhash(&thumb),
+    };
+    Ok((info, facts))
+}
+
+/// The facts EXIF gives (time taken, camera, position) from a TIFF-structured payload.
+pub(super) fn exif_facts(tiff: &[u8]) -> (Option<String>, Option<Camera>, Option<Gps>) {
+    let exif = read_exif(tiff);
+    let field = |tag| {
+        exif.as_ref()
+            .and_then(|e| e.get_field(tag, exif::In::PRIMARY))
+    };
+    (
+        field(exif::Tag::DateTimeOriginal)
             .and_then(|dt| taken_at(dt, field(exif::Tag::OffsetTimeOriginal))),
-        camera: camera(
+        camera(
             field(exif::Tag::Make).and_then(ascii),
             field(exif::Tag::Model).and_then(ascii),
         ),
-        gps: gps(
+        gps(
             field(exif::Tag::GPSLatitude),
             field(exif::Tag::GPSLatitudeRef),
             field(exif::Tag::GPSLongitude),
             field(exif::Tag::GPSLongitudeRef),
         ),
-        dominant_color: dominant_color(&thumb),
-        blurhash: blurhash(&thumb),
-    };
-    Ok((info, facts))
+    )
 }
 
 /// The TIFF-structured EXIF payload of a JPEG (APP1), PNG (`eXIf`) or WebP (`EXIF`).

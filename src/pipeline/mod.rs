@@ -224,6 +224,19 @@ pub fn facts_with(
     describe::describe(input, max_pixels, sources).map(|(_, f)| f)
 }
 
+/// The EXIF facts (time taken, camera, GPS) of a TIFF-structured EXIF payload, as
+/// [`inspect`] reads them; for the fuzz targets (`crate::fuzzing`), not an API.
+#[doc(hidden)]
+pub fn exif_facts(
+    tiff: &[u8],
+) -> (
+    Option<String>,
+    Option<crate::facts::Camera>,
+    Option<crate::facts::Gps>,
+) {
+    describe::exif_facts(tiff)
+}
+
 /// Server-side settings for one render.
 #[derive(Clone, Copy, Debug)]
 pub struct RenderOptions<'a> {

@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod cluster;
 mod delivery;
+mod fuzz_regressions;
 mod gallery;
 mod golden;
 mod heif;

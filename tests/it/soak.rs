@@ -551,7 +551,7 @@ async fn soak() {
     // or `deleting` by the killed instance are listed apart: the start-up sweep settles
     // them (with their objects) once they are an hour old.
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, state FROM images")
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT object_key, state FROM images")
         .fetch_all(&pool)
         .await
         .unwrap();
