@@ -13,12 +13,11 @@
 //! the items' hour. `LOOKBACK` covers clock skew between instances and the time between a
 //! writer taking its timestamp and its item becoming readable.
 
-use super::{Change, Inner};
+use super::{Change, Inner, Message};
 use crate::metadata::dynamodb::TTL_ATTRIBUTE;
 use crate::telemetry::{ClusterEvent, Metrics};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,13 +27,6 @@ const PARTITION: &str = "CHANGES";
 /// How long a change item lives (TTL); a poller away for longer drops its originals.
 const LIFETIME: Duration = Duration::from_secs(3600);
 const LOOKBACK: Duration = Duration::from_secs(60);
-const PUBLISH_ATTEMPTS: u32 = 8;
-
-#[derive(Serialize, Deserialize)]
-struct Message {
-    from: String,
-    change: Change,
-}
 
 pub(super) struct Peers {
     client: Client,
@@ -63,15 +55,8 @@ impl Peers {
 
     /// Writes `change` in the background, retrying with backoff.
     pub(super) fn notify(&self, from: &str, change: &Change, metrics: Metrics) {
-        let body = match serde_json::to_string(&Message {
-            from: from.to_string(),
-            change: change.clone(),
-        }) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cluster: cannot encode a change");
-                return;
-            }
+        let Some(body) = Message::encode(from, change) else {
+            return;
         };
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
         let sk = format!("{:020}#{from}#{n}", micros_now());
@@ -84,30 +69,14 @@ impl Peers {
             .item("sk", s(sk))
             .item("change", s(body))
             .item(TTL_ATTRIBUTE, AttributeValue::N(expires));
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            for attempt in 1..=PUBLISH_ATTEMPTS {
-                let sent = tokio::time::timeout(Duration::from_secs(5), put.clone().send()).await;
-                match sent
-                    .map_err(|_| "no answer within 5 s".to_string())
-                    .and_then(|r| {
-                        r.map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
-                    }) {
-                    Ok(_) => {
-                        metrics.cluster_event(ClusterEvent::Published);
-                        return;
-                    }
-                    Err(e) => {
-                        metrics.cluster_event(ClusterEvent::PublishFailed);
-                        tracing::warn!(error = %e, attempt, "cluster: publishing a change failed");
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+        super::publish_in_background(metrics, move || {
+            let put = put.clone();
+            async move {
+                put.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
             }
-            tracing::error!(
-                "cluster: a change was not published; other instances revalidate it at their source TTL"
-            );
         });
     }
 

@@ -38,6 +38,63 @@ pub enum Change {
     ShareRevoked(String),
 }
 
+/// A change as sent to the other instances: who sent it (an instance ignores its own).
+#[derive(Serialize, Deserialize)]
+struct Message {
+    from: String,
+    change: Change,
+}
+
+impl Message {
+    fn encode(from: &str, change: &Change) -> Option<String> {
+        serde_json::to_string(&Message {
+            from: from.to_string(),
+            change: change.clone(),
+        })
+        .inspect_err(|e| tracing::error!(error = %e, "cluster: cannot encode a change"))
+        .ok()
+    }
+}
+
+/// Tries to send one change before giving up (the backoff doubles from 100 ms to 10 s).
+const PUBLISH_ATTEMPTS: u32 = 8;
+/// One try's limit: a silently dropped connection must not hold the retries up.
+const PUBLISH_TRY: Duration = Duration::from_secs(5);
+
+/// Sends a change in the background with `send`, retried with backoff and counted.
+fn publish_in_background<F, Fut>(metrics: Metrics, send: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1..=PUBLISH_ATTEMPTS {
+            let outcome = match tokio::time::timeout(PUBLISH_TRY, send()).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {PUBLISH_TRY:?}")),
+            };
+            match outcome {
+                Ok(()) => {
+                    metrics.cluster_event(ClusterEvent::Published);
+                    return;
+                }
+                Err(e) => {
+                    metrics.cluster_event(ClusterEvent::PublishFailed);
+                    tracing::warn!(error = %e, attempt, "cluster: publishing a change failed");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        // The other instances use the same database: if it was unreachable this long they
+        // were degraded too, and revalidated their originals meanwhile.
+        tracing::error!(
+            "cluster: a change was not published; other instances revalidate it at their source TTL"
+        );
+    });
+}
+
 impl Change {
     async fn apply(&self, caches: &Caches) {
         match self {

@@ -7,23 +7,14 @@
 //! sends itself a heartbeat on its own channel every quarter of `propagation_s`: when none
 //! has come back within `propagation_s`, it counts as lost.
 
-use super::{Change, Inner};
+use super::{Change, Inner, Message};
 use crate::telemetry::{ClusterEvent, Metrics};
-use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 const CHANNEL: &str = "imgorigin_changes";
-/// Tries to send one change before giving up (the backoff doubles from 100 ms).
-const PUBLISH_ATTEMPTS: u32 = 8;
-
-#[derive(Serialize, Deserialize)]
-struct Message {
-    from: String,
-    change: Change,
-}
 
 pub(super) struct Peers {
     options: PgConnectOptions,
@@ -45,43 +36,21 @@ impl Peers {
 
     /// Sends `change` in the background, retrying with backoff.
     pub(super) fn notify(&self, from: &str, change: &Change, metrics: Metrics) {
-        let payload = match serde_json::to_string(&Message {
-            from: from.to_string(),
-            change: change.clone(),
-        }) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cluster: cannot encode a change");
-                return;
-            }
+        let Some(payload) = Message::encode(from, change) else {
+            return;
         };
         let pool = self.pool.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            for attempt in 1..=PUBLISH_ATTEMPTS {
-                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+        super::publish_in_background(metrics, move || {
+            let (pool, payload) = (pool.clone(), payload.clone());
+            async move {
+                sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANNEL)
-                    .bind(&payload)
+                    .bind(payload)
                     .execute(&pool)
-                    .await;
-                match sent {
-                    Ok(_) => {
-                        metrics.cluster_event(ClusterEvent::Published);
-                        return;
-                    }
-                    Err(e) => {
-                        metrics.cluster_event(ClusterEvent::PublishFailed);
-                        tracing::warn!(error = %e, attempt, "cluster: publishing a change failed");
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
-            // The other instances' listeners use the same database: if it was unreachable
-            // this long they were degraded too, and dropped their originals on reconnecting.
-            tracing::error!(
-                "cluster: a change was not published; other instances revalidate it at their source TTL"
-            );
         });
     }
 }
