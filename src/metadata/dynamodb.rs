@@ -22,7 +22,9 @@
 
 use super::*;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
     IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
@@ -317,6 +319,22 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     MetaError::Db(DisplayErrorContext(e).to_string())
+}
+
+/// Whether a conditional update was made: `false` when its condition did not hold.
+fn updated(
+    done: Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<bool, MetaError> {
+    match done {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(db_err(e)),
+    }
 }
 
 fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> MetaError {
@@ -711,16 +729,7 @@ impl MetadataStore for DynamoStore {
             .expression_attribute_values(":part", s(ready_partition(to)))
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(db_err(e)),
-        }
+        updated(done)
     }
 
     async fn get(&self, id: &str) -> Result<Option<ImageRecord>, MetaError> {
@@ -751,16 +760,7 @@ impl MetadataStore for DynamoStore {
             .expression_attribute_values(":f", s(facts.to_json()))
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(db_err(e)),
-        }
+        updated(done)
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Vec<ImageRecord>, MetaError> {
@@ -1063,16 +1063,7 @@ impl MetadataStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(db_err(e)),
-        }
+        updated(done)
     }
 
     async fn stale(&self, older_than: i64) -> Result<Vec<ImageRecord>, MetaError> {
@@ -1126,16 +1117,7 @@ impl MetadataStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(db_err(e)),
-        }
+        updated(done)
     }
 
     async fn expired_reservations(&self, before: i64) -> Result<Vec<Reservation>, MetaError> {
@@ -1204,16 +1186,7 @@ impl MetadataStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(db_err(e)),
-        }
+        updated(done)
     }
 
     async fn set_review(
