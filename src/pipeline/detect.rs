@@ -278,6 +278,9 @@ fn png_header(input: &[u8]) -> Option<Header<'_>> {
         let data = || input.get(pos + 8..pos + 8 + len as usize);
         match kind {
             b"IDAT" => break,
+            // Entries are RGB triples. png 0.18.1 panics on a PLTE whose length is not a
+            // multiple of 3 (image-rs/image-png#694, found by our fuzzing): refuse it here.
+            b"PLTE" if len % 3 != 0 => return None,
             b"tRNS" => header.has_alpha = true,
             // The decoder reads the first iCCP only (later ones are duplicates).
             b"iCCP" if header.png_iccp.is_none() => header.png_iccp = data(),

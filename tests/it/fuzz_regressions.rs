@@ -149,3 +149,25 @@ fn mutate(data: &mut Vec<u8>, next: &mut impl FnMut() -> u64) {
         }
     }
 }
+
+/// A PNG whose PLTE length is not a multiple of 3 (found by `decode_png` and `exif`; png
+/// 0.18.1 panics on it, image-rs/image-png#694) is refused as corrupt before decoding, and a
+/// valid palette PNG still decodes.
+#[test]
+fn png_with_a_partial_palette_entry_is_corrupt() {
+    let dir = Path::new(ROOT).join("tests/fixtures/fuzz-regressions/decode_png");
+    let bad = std::fs::read(dir.join("crash-18e4d4d93392e8bbeb7194216330418aad371428")).unwrap();
+    assert!(matches!(
+        imgorigin::pipeline::check(&bad, 1 << 20),
+        Err(imgorigin::pipeline::PipelineError::Corrupt(_))
+    ));
+    // The same file with its PLTE cut to four whole entries (12 bytes, CRC recomputed).
+    let mut good = bad.clone();
+    let plte = good.windows(4).position(|w| w == b"PLTE").unwrap() - 4;
+    good[plte + 3] = 12;
+    good.remove(plte + 8 + 12);
+    let crc = crc32fast::hash(&good[plte + 4..plte + 8 + 12]);
+    good[plte + 8 + 12..plte + 12 + 12].copy_from_slice(&crc.to_be_bytes());
+    let info = imgorigin::pipeline::probe(&good).unwrap();
+    assert_eq!((info.width, info.height), (185, 48));
+}
