@@ -62,6 +62,32 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
         }
         decoded = (ow, oh);
         (w, h) = (ow, oh);
+    } else if &item.kind == b"iovl" {
+        // The overlay descriptor: version, flags (bit 0: 32-bit fields), a fill colour of
+        // four 16-bit values, output width, output height, then an offset per image.
+        // libheif allocates the canvas at the output size, whatever `ispe` says (found by
+        // fuzzing: a 64×48 `ispe` over a 29184×26725 canvas took 2.3 GB), and decodes each
+        // referenced image at its own size; the largest of these is what the limit sees.
+        let o = meta.item_data(input, primary)?;
+        let (ow, oh) = if o.get(1)? & 1 == 1 {
+            (be32(o, 10)?, be32(o, 14)?)
+        } else {
+            (be16(o, 10)?, be16(o, 12)?)
+        };
+        let layers = meta
+            .references
+            .iter()
+            .find(|(k, from, _)| k == b"dimg" && *from == primary)
+            .map(|(_, _, to)| to.clone())?;
+        let mut largest = (ow, oh);
+        for layer in layers {
+            let (lw, lh) = meta.ispe(layer)?;
+            if u64::from(lw) * u64::from(lh) > u64::from(largest.0) * u64::from(largest.1) {
+                largest = (lw, lh);
+            }
+        }
+        decoded = largest;
+        (w, h) = (ow, oh);
     }
     if let Some(c) = meta.property(primary, b"clap") {
         let frac = |at: usize| -> Option<u32> {

@@ -171,3 +171,30 @@ fn png_with_a_partial_palette_entry_is_corrupt() {
     let info = imgorigin::pipeline::probe(&good).unwrap();
     assert_eq!((info.width, info.height), (185, 48));
 }
+
+/// An AVIF whose primary item is an overlay (`iovl`) with a 64×48 `ispe` but a 29184×26725
+/// canvas (found by `decode_heif`: libheif allocated the canvas, 2.3 GB, before finding it
+/// has no layers) is corrupt from its header; with a layer, the canvas counts against the
+/// pixel limit, before libheif sees the file.
+#[test]
+fn heif_overlay_canvas_counts_against_the_pixel_limit() {
+    let file = Path::new(ROOT).join(
+        "tests/fixtures/fuzz-regressions/decode_heif/oom-ddf1a7b71abd4c4bf68d369e6ca9fadd7bb25493",
+    );
+    let data = std::fs::read(file).unwrap();
+    assert!(matches!(
+        imgorigin::pipeline::probe(&data),
+        Err(imgorigin::pipeline::PipelineError::Corrupt(_))
+    ));
+    // Its `iref` turned from "item 2 is the alpha of item 1" into "item 1 (the overlay)
+    // shows item 2 (the 64×48 AV1 image)".
+    let mut layered = data.clone();
+    assert_eq!(&layered[0x1aa..0x1b4], b"auxl\0\x02\0\x01\0\x01");
+    layered[0x1aa..0x1b4].copy_from_slice(b"dimg\0\x01\0\x01\0\x02");
+    let info = imgorigin::pipeline::probe(&layered).unwrap();
+    assert_eq!((info.width, info.height), (29184, 26725));
+    assert!(matches!(
+        imgorigin::pipeline::check(&layered, 40_000_000),
+        Err(imgorigin::pipeline::PipelineError::TooManyPixels { .. })
+    ));
+}
