@@ -24,6 +24,7 @@ use super::*;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
@@ -325,14 +326,21 @@ where
 fn updated(
     done: Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
 ) -> Result<bool, MetaError> {
+    made_or_refused(done, UpdateItemError::is_conditional_check_failed_exception)
+}
+
+/// A conditional write's outcome: made (true), its condition did not hold (false), or a
+/// database error.
+fn made_or_refused<O, E>(
+    done: Result<O, SdkError<E, HttpResponse>>,
+    condition_failed: fn(&E) -> bool,
+) -> Result<bool, MetaError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match done {
         Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
+        Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
         Err(e) => Err(db_err(e)),
     }
 }
@@ -573,24 +581,15 @@ impl DynamoStore {
 
     /// A conditional put; false when the condition failed.
     async fn put_if(&self, item: Item, condition: &str) -> Result<bool, MetaError> {
-        match self
+        let done = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(condition)
             .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(db_err(e)),
-        }
+            .await;
+        made_or_refused(done, PutItemError::is_conditional_check_failed_exception)
     }
 
     async fn transact(
