@@ -31,6 +31,13 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
     let item = meta.item(primary)?;
     let (mut w, mut h) = meta.ispe(primary)?;
     let mut decoded = (w, h);
+    // The images a derived item (grid, overlay) is made of.
+    let derived_from = || {
+        meta.references
+            .iter()
+            .find(|(k, from, _)| k == b"dimg" && *from == primary)
+            .map(|(_, _, to)| to.as_slice())
+    };
     if &item.kind == b"grid" {
         // The grid descriptor: version, flags (bit 0: 32-bit sizes), rows-1, columns-1,
         // output width, output height. The output is what libheif allocates.
@@ -41,11 +48,7 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
         } else {
             (be16(g, 4)?, be16(g, 6)?)
         };
-        let tiles: Vec<u32> = meta
-            .references
-            .iter()
-            .find(|(k, from, _)| k == b"dimg" && *from == primary)
-            .map(|(_, _, to)| to.clone())?;
+        let tiles = derived_from()?;
         if tiles.len() != (rows * cols) as usize || tiles.len() > MAX_GRID_TILES {
             return None;
         }
@@ -74,13 +77,9 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
         } else {
             (be16(o, 10)?, be16(o, 12)?)
         };
-        let layers = meta
-            .references
-            .iter()
-            .find(|(k, from, _)| k == b"dimg" && *from == primary)
-            .map(|(_, _, to)| to.clone())?;
+        let layers = derived_from()?;
         let mut largest = (ow, oh);
-        for layer in layers {
+        for &layer in layers {
             let (lw, lh) = meta.ispe(layer)?;
             if u64::from(lw) * u64::from(lh) > u64::from(largest.0) * u64::from(largest.1) {
                 largest = (lw, lh);
