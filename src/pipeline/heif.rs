@@ -18,6 +18,12 @@ use libheif_rs::{ColorSpace, HeifContext, HeifErrorCode, LibHeif, RgbChroma};
 use super::decode::Decoded;
 use crate::isobmff::{Meta, be16, be32};
 
+mod coded;
+
+/// How far a coded picture may exceed its item's `ispe` (an HEVC picture is a whole number
+/// of coding blocks, cropped by its conformance window; 64 is the largest block).
+const CODED_SLACK: u32 = 64;
+
 /// Most tiles in a grid (libheif's own limit is the grid's 8-bit row/column counts).
 const MAX_GRID_TILES: usize = 256 * 256;
 use super::detect::{Header, MAX_ICC_BYTES, corrupt};
@@ -104,16 +110,75 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
     {
         (w, h) = (h, w);
     }
-    let has_alpha = meta.referring(b"auxl", primary).any(|aux| {
-        meta.property(aux, b"auxC")
-            .and_then(|c| c.get(4..))
-            .is_some_and(|urn| urn.windows(5).any(|s| s == b"alpha"))
-    });
-    let mut header = Header::still(format, w, h, has_alpha);
+    let alpha: Vec<u32> = meta
+        .referring(b"auxl", primary)
+        .filter(|&aux| {
+            meta.property(aux, b"auxC")
+                .and_then(|c| c.get(4..))
+                .is_some_and(|urn| urn.windows(5).any(|s| s == b"alpha"))
+        })
+        .collect();
+    // libheif decodes the alpha image too, at its own size.
+    for &aux in &alpha {
+        let (aw, ah) = meta.ispe(aux)?;
+        if u64::from(aw) * u64::from(ah) > u64::from(decoded.0) * u64::from(decoded.1) {
+            decoded = (aw, ah);
+        }
+    }
+    // The codecs allocate what the coded pictures declare, not what `ispe` says: each one
+    // libheif will decode must fit its item's `ispe`.
+    for image in std::iter::once(primary).chain(alpha.iter().copied()) {
+        for item in coded_items(&meta, image)? {
+            check_coded(&meta, input, item)?;
+        }
+    }
+    let mut header = Header::still(format, w, h, !alpha.is_empty());
     // The pixel limit is checked on what is allocated: the decoded size before the
     // transforms (a clean aperture can be small while the coded image is huge).
     header.largest_frame = decoded;
     Some(header)
+}
+
+/// The coded images behind an image item: a grid's tiles, an overlay's layers, or itself.
+fn coded_items(meta: &Meta<'_>, image: u32) -> Option<Vec<u32>> {
+    let derived = |kind: &[u8; 4]| kind == b"grid" || kind == b"iovl";
+    if !derived(&meta.item(image)?.kind) {
+        return Some(vec![image]);
+    }
+    let (_, _, parts) = meta
+        .references
+        .iter()
+        .find(|(k, from, _)| k == b"dimg" && *from == image)?;
+    // A derived image of derived images is not something libheif 1.15 decodes.
+    parts
+        .iter()
+        .map(|&p| (!derived(&meta.item(p)?.kind)).then_some(p))
+        .collect()
+}
+
+/// Whether every picture size in a coded item's parameter sets (its configuration box and
+/// its data) fits its `ispe`; `None` for anything else, including a codec we cannot size.
+fn check_coded(meta: &Meta<'_>, input: &[u8], item: u32) -> Option<()> {
+    let (iw, ih) = meta.ispe(item)?;
+    let data: Cow<'_, [u8]> = match meta.item_data(input, item) {
+        Some(d) => Cow::Borrowed(d),
+        // Several extents: libheif reads them as one.
+        None => Cow::Owned(
+            meta.item_ranges(input, item)?
+                .into_iter()
+                .flat_map(|r| input[r].iter().copied())
+                .collect(),
+        ),
+    };
+    let sizes = match &meta.item(item)?.kind {
+        b"av01" => coded::av1_sizes(meta.property(item, b"av1C")?, &data)?,
+        b"hvc1" => coded::hevc_sizes(meta.property(item, b"hvcC")?, &data)?,
+        _ => return None,
+    };
+    let fits = |&(w, h): &(u32, u32)| {
+        w <= iw.saturating_add(CODED_SLACK) && h <= ih.saturating_add(CODED_SLACK)
+    };
+    (!sizes.is_empty() && sizes.iter().all(fits)).then_some(())
 }
 
 /// Decodes the primary image to 8-bit RGB(A) with libheif, transforms (`irot`, `imir`,

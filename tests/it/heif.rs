@@ -449,3 +449,60 @@ async fn heif_headers_over_the_pixel_limit_are_refused_before_decoding() {
     assert_eq!(st, 422, "{v}");
     assert!(api.stored_files().is_empty());
 }
+
+/// `ispe` shrunk to 64×48 over a 2000×2000 picture coded by `heif-enc` (HEVC) or `avifenc`
+/// (AV1): dav1d and libde265 allocate what the bitstream declares, so before the fix such a
+/// file passed any pixel limit and took ~240 MB per decode at 4000×4000 (found by fuzzing).
+#[tokio::test]
+async fn coded_pictures_larger_than_their_ispe_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = solid_png(2000, 2000, [0, 0, 200, 255]);
+    let heic = heif_enc(dir.path(), &png, "png", &[]);
+    std::fs::write(dir.path().join("big.png"), &png).unwrap();
+    let avif_path = dir.path().join("big.avif");
+    run(
+        "avifenc",
+        &[
+            "-s",
+            "9",
+            dir.path().join("big.png").to_str().unwrap(),
+            avif_path.to_str().unwrap(),
+        ],
+    );
+    let avif = std::fs::read(&avif_path).unwrap();
+    for (name, honest) in [("heic", &heic), ("avif", &avif)] {
+        // The honest file is sized by its header as before.
+        let info = imgorigin::pipeline::probe(honest).unwrap();
+        assert_eq!((info.width, info.height), (2000, 2000), "{name}");
+        let lying = with_ispe(honest, 64, 48);
+        assert!(
+            imgorigin::pipeline::probe(&lying).is_err(),
+            "{name}: a 64x48 ispe over a 2000x2000 picture"
+        );
+    }
+    let s = TestServer::start("[limits]\nmax_source_pixels = 1000000\n").await;
+    let public = s.root.join("public");
+    std::fs::write(public.join("lying.heic"), with_ispe(&heic, 64, 48)).unwrap();
+    std::fs::write(public.join("lying.avif"), with_ispe(&avif, 64, 48)).unwrap();
+    std::fs::write(public.join("honest.avif"), &avif).unwrap();
+    for name in ["lying.heic", "lying.avif"] {
+        let r = s.get(&format!("/public/{name}?w=32")).await;
+        assert_eq!(r.status(), 422, "{name}");
+    }
+    // Over the 1 MP limit, refused as such (not as corrupt).
+    let r = s.get("/public/honest.avif?w=32").await;
+    assert_eq!(r.status(), 422);
+    let Some(api) = Api::start(Db::Sqlite, "").await else {
+        return;
+    };
+    let (st, v) = api
+        .call(
+            "POST",
+            "/api/v1/images?level=public",
+            Who::User("alice"),
+            Req::Raw("image/avif", with_ispe(&avif, 64, 48)),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(api.stored_files().is_empty());
+}
