@@ -156,8 +156,9 @@ fn coded_items(meta: &Meta<'_>, image: u32) -> Option<Vec<u32>> {
         .collect()
 }
 
-/// Whether every picture size in a coded item's parameter sets (its configuration box and
-/// its data) fits its `ispe`; `None` for anything else, including a codec we cannot size.
+/// Whether a coded item holds one picture and every picture size in its parameter sets (its
+/// configuration box and its data) fits its `ispe`; `None` for anything else, including a
+/// codec we cannot size.
 fn check_coded(meta: &Meta<'_>, input: &[u8], item: u32) -> Option<()> {
     let (iw, ih) = meta.ispe(item)?;
     let data: Cow<'_, [u8]> = match meta.item_data(input, item) {
@@ -170,15 +171,15 @@ fn check_coded(meta: &Meta<'_>, input: &[u8], item: u32) -> Option<()> {
                 .collect(),
         ),
     };
-    let sizes = match &meta.item(item)?.kind {
-        b"av01" => coded::av1_sizes(meta.property(item, b"av1C")?, &data)?,
-        b"hvc1" => coded::hevc_sizes(meta.property(item, b"hvcC")?, &data)?,
+    let coded = match &meta.item(item)?.kind {
+        b"av01" => coded::av1(meta.property(item, b"av1C")?, &data)?,
+        b"hvc1" => coded::hevc(meta.property(item, b"hvcC")?, &data)?,
         _ => return None,
     };
     let fits = |&(w, h): &(u32, u32)| {
         w <= iw.saturating_add(CODED_SLACK) && h <= ih.saturating_add(CODED_SLACK)
     };
-    (!sizes.is_empty() && sizes.iter().all(fits)).then_some(())
+    (coded.pictures == 1 && !coded.sizes.is_empty() && coded.sizes.iter().all(fits)).then_some(())
 }
 
 /// Decodes the primary image to 8-bit RGB(A) with libheif, transforms (`irot`, `imir`,

@@ -490,6 +490,11 @@ async fn coded_pictures_larger_than_their_ispe_are_refused() {
             "{name}: a 64x48 ispe over a 2000x2000 picture"
         );
     }
+    // One picture per image item: the decoder would decode every one it is given. The file
+    // is otherwise sound: libheif (through pillow-heif) reads it.
+    let twice = with_item_data_twice(&avif);
+    assert_eq!(independent_quads(&twice).1, (2000, 2000));
+    assert!(imgorigin::pipeline::probe(&twice).is_err());
     let s = TestServer::start("[limits]\nmax_source_pixels = 1000000\n").await;
     let public = s.root.join("public");
     std::fs::write(public.join("lying.heic"), with_ispe(&heic, 64, 48)).unwrap();
@@ -503,4 +508,25 @@ async fn coded_pictures_larger_than_their_ispe_are_refused() {
     let r = s.get("/public/honest.avif?w=32").await;
     assert_eq!(r.status(), 422);
     upload_is_refused("", "image/avif", with_ispe(&avif, 64, 48)).await;
+}
+
+/// A copy of a one-item AVIF (`avifenc`'s layout: `mdat` last, holding the item's data)
+/// whose item data is there twice: the `mdat` and the `iloc` extent grown to match.
+fn with_item_data_twice(avif: &[u8]) -> Vec<u8> {
+    let be32 = |b: &[u8]| u32::from_be_bytes(b[..4].try_into().unwrap());
+    let mdat = avif.windows(4).rposition(|w| w == b"mdat").unwrap() - 4;
+    assert_eq!(
+        be32(&avif[mdat..]) as usize,
+        avif.len() - mdat,
+        "mdat is last"
+    );
+    let data = &avif[mdat + 8..];
+    let mut out = avif.to_vec();
+    out.extend_from_slice(data);
+    out[mdat..mdat + 4].copy_from_slice(&((avif.len() - mdat + data.len()) as u32).to_be_bytes());
+    let iloc = avif.windows(4).position(|w| w == b"iloc").unwrap();
+    let len = (data.len() as u32).to_be_bytes();
+    let at = iloc + avif[iloc..mdat].windows(4).position(|w| w == len).unwrap();
+    out[at..at + 4].copy_from_slice(&(2 * data.len() as u32).to_be_bytes());
+    out
 }

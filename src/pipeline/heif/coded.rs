@@ -6,6 +6,17 @@
 //!
 //! Only the fields up to the size are read; every parameter set in the configuration box
 //! and in the item's data counts, since a later one replaces an earlier one in the decoder.
+//! The pictures in the data are counted too: an image item holds one, and the decoder
+//! would decode every one it is given (a few bytes each, at up to the full size).
+
+/// What a coded item declares.
+#[derive(Debug, PartialEq)]
+pub(super) struct Coded {
+    /// The picture size of each parameter set (AV1 sequence header, HEVC SPS).
+    pub sizes: Vec<(u32, u32)>,
+    /// Pictures in the item's data: AV1 frame (header) OBUs, HEVC first slice segments.
+    pub pictures: usize,
+}
 
 /// Most parameter sets looked at per item (a real item has one).
 const MAX_PARAMETER_SETS: usize = 16;
@@ -70,24 +81,32 @@ impl<'a> Bits<'a> {
     }
 }
 
-/// Frame sizes declared by the AV1 sequence headers in `av1C` (after its 4 fixed bytes)
-/// and in the item's OBUs; `None` if any is malformed.
-pub(super) fn av1_sizes(av1c: &[u8], data: &[u8]) -> Option<Vec<(u32, u32)>> {
-    let mut sizes = Vec::new();
-    for stream in [av1c.get(4..)?, data] {
+/// The AV1 sequence headers in `av1C` (after its 4 fixed bytes) and in the item's OBUs,
+/// and its frames; `None` if anything is malformed.
+pub(super) fn av1(av1c: &[u8], data: &[u8]) -> Option<Coded> {
+    let mut coded = Coded {
+        sizes: Vec::new(),
+        pictures: 0,
+    };
+    for (stream, in_data) in [(av1c.get(4..)?, false), (data, true)] {
         let mut rest = stream;
         while !rest.is_empty() {
             let (kind, payload, next) = obu(rest)?;
-            if kind == 1 {
-                sizes.push(av1_sequence_header(payload)?);
-                if sizes.len() > MAX_PARAMETER_SETS {
-                    return None;
+            match kind {
+                1 => {
+                    coded.sizes.push(av1_sequence_header(payload)?);
+                    if coded.sizes.len() > MAX_PARAMETER_SETS {
+                        return None;
+                    }
                 }
+                // OBU_FRAME_HEADER, OBU_FRAME
+                3 | 6 if in_data => coded.pictures += 1,
+                _ => {}
             }
             rest = next;
         }
     }
-    Some(sizes)
+    Some(coded)
 }
 
 /// One OBU: (type, payload, what follows).
@@ -161,9 +180,9 @@ fn av1_sequence_header(p: &[u8]) -> Option<(u32, u32)> {
     Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))
 }
 
-/// Picture sizes declared by the HEVC SPS NAL units in `hvcC`'s arrays and in the item's
-/// length-prefixed NAL units; `None` if any is malformed.
-pub(super) fn hevc_sizes(hvcc: &[u8], data: &[u8]) -> Option<Vec<(u32, u32)>> {
+/// The HEVC SPS NAL units in `hvcC`'s arrays and in the item's length-prefixed NAL units,
+/// and its pictures; `None` if anything is malformed.
+pub(super) fn hevc(hvcc: &[u8], data: &[u8]) -> Option<Coded> {
     let mut nals: Vec<&[u8]> = Vec::new();
     let length_size = usize::from(hvcc.get(21)? & 3) + 1;
     let arrays = *hvcc.get(22)?;
@@ -178,6 +197,7 @@ pub(super) fn hevc_sizes(hvcc: &[u8], data: &[u8]) -> Option<Vec<(u32, u32)>> {
             at += 2 + len;
         }
     }
+    let in_config = nals.len();
     let mut rest = data;
     while !rest.is_empty() {
         let mut len = 0usize;
@@ -188,16 +208,23 @@ pub(super) fn hevc_sizes(hvcc: &[u8], data: &[u8]) -> Option<Vec<(u32, u32)>> {
         nals.push(rest.get(length_size..end)?);
         rest = &rest[end..];
     }
-    let mut sizes = Vec::new();
-    for nal in nals {
-        if nal.len() >= 2 && (nal[0] >> 1) & 0x3f == 33 {
-            sizes.push(hevc_sps(&unescape(&nal[2..]))?);
-            if sizes.len() > MAX_PARAMETER_SETS {
+    let mut coded = Coded {
+        sizes: Vec::new(),
+        pictures: 0,
+    };
+    for (i, nal) in nals.into_iter().enumerate() {
+        let kind = (*nal.first()? >> 1) & 0x3f;
+        if kind == 33 {
+            coded.sizes.push(hevc_sps(&unescape(nal.get(2..)?))?);
+            if coded.sizes.len() > MAX_PARAMETER_SETS {
                 return None;
             }
+        } else if kind <= 31 && i >= in_config && nal.get(2)? & 0x80 != 0 {
+            // A VCL NAL unit whose slice begins a picture (first_slice_segment_in_pic_flag).
+            coded.pictures += 1;
         }
     }
-    Some(sizes)
+    Some(coded)
 }
 
 /// The first bytes of an RBSP: emulation-prevention bytes (00 00 03) removed.
@@ -284,9 +311,35 @@ mod tests {
             .collect();
         let mut data = vec![0b0000_1010, payload.len() as u8];
         data.extend_from_slice(&payload);
-        assert_eq!(av1_sizes(&[0x81, 0, 0, 0], &data), Some(vec![(4000, 3000)]));
+        // Then a frame OBU (type 6) of 3 bytes.
+        data.extend_from_slice(&[0b0011_0010, 3, 0, 0, 0]);
+        let coded = av1(&[0x81, 0, 0, 0], &data).unwrap();
+        assert_eq!((coded.sizes, coded.pictures), (vec![(4000, 3000)], 1));
         // A truncated OBU is malformed.
-        assert_eq!(av1_sizes(&[0x81, 0, 0, 0], &data[..data.len() - 1]), None);
+        assert_eq!(av1(&[0x81, 0, 0, 0], &data[..data.len() - 1]), None);
+        // Two frames are two pictures.
+        data.extend_from_slice(&[0b0011_0010, 3, 0, 0, 0]);
+        assert_eq!(av1(&[0x81, 0, 0, 0], &data).unwrap().pictures, 2);
+    }
+
+    #[test]
+    fn hevc_pictures_are_first_slice_segments() {
+        // hvcC with no arrays and 4-byte lengths; data: two slices of one IDR picture (type
+        // 19: first_slice_segment_in_pic_flag set, then clear), then a second picture.
+        let mut hvcc = vec![0u8; 23];
+        hvcc[21] = 3;
+        let nal = |first: bool| {
+            let mut n = vec![0, 0, 0, 3, 19 << 1, 1];
+            n.push(if first { 0x80 } else { 0 });
+            n
+        };
+        let mut data = [nal(true), nal(false)].concat();
+        assert_eq!(hevc(&hvcc, &data).unwrap().pictures, 1);
+        data.extend(nal(true));
+        assert_eq!(hevc(&hvcc, &data).unwrap().pictures, 2);
+        // A length past the end is malformed.
+        data.extend_from_slice(&[0, 0, 0, 9, 1]);
+        assert_eq!(hevc(&hvcc, &data), None);
     }
 
     #[test]
