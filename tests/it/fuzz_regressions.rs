@@ -203,3 +203,28 @@ fn heif_overlay_canvas_counts_against_the_pixel_limit() {
         Err(imgorigin::pipeline::PipelineError::TooManyPixels { .. })
     ));
 }
+
+/// An AVIF whose `iref` (26 bytes) holds an `auxl` reference declaring 78 bytes (found by
+/// `decode_heif`, 2.2 GB): libheif reads on past the `iref` and takes item 2, an overlay
+/// with a 1.9-billion-pixel-wide canvas, as the alpha image; our walk stopped at the
+/// overrun and saw no alpha. A child box that overruns its container now makes the file
+/// corrupt; with the reference's size corrected, the walk sees the alpha overlay, which has
+/// no layers, and refuses it as well.
+#[test]
+fn heif_box_overrunning_its_container_is_corrupt() {
+    let file = Path::new(ROOT).join(
+        "tests/fixtures/fuzz-regressions/decode_heif/oom-2f20d84a62adfd0cc7b8c94b70494f138524039d",
+    );
+    let data = std::fs::read(file).unwrap();
+    let corrupt = |d: &[u8]| {
+        matches!(
+            imgorigin::pipeline::check(d, 1 << 20),
+            Err(imgorigin::pipeline::PipelineError::Corrupt(_))
+        )
+    };
+    assert!(corrupt(&data));
+    let mut fixed = data.clone();
+    assert_eq!(&fixed[0x1a6..0x1ae], b"\0\0\0\x4eauxl");
+    fixed[0x1a9] = 0x0e;
+    assert!(corrupt(&fixed));
+}
