@@ -51,12 +51,15 @@ pub fn boxes(data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8], usize)> {
     })
 }
 
+/// A box as `boxes` yields it: (fourcc, payload, offset of the box).
+pub type BoxRef<'a> = ([u8; 4], &'a [u8], usize);
+
 /// The boxes of a container that must hold nothing else: `None` if one is malformed or
 /// they do not end where the container does. libheif reads a child that overruns its
 /// parent on into what follows (found by fuzzing: an `auxl` reference 78 bytes long in a
 /// 26-byte `iref` gave libheif an alpha image this walk did not see, and it allocated
 /// 2.2 GB for it), so a walk that stops early would check less than libheif decodes.
-pub fn boxes_exact(data: &[u8]) -> Option<Vec<([u8; 4], &[u8], usize)>> {
+pub fn boxes_exact(data: &[u8]) -> Option<Vec<BoxRef<'_>>> {
     let all: Vec<_> = boxes(data).collect();
     let end = all
         .last()
