@@ -176,6 +176,14 @@ impl<'a> Meta<'a> {
         Some((be32(p, 4)?, be32(p, 8)?))
     }
 
+    /// The images a derived item (`grid`, `iovl`) is made of (its `dimg` references).
+    pub fn derived_from(&self, item: u32) -> Option<&[u32]> {
+        self.references
+            .iter()
+            .find(|(k, from, _)| k == b"dimg" && *from == item)
+            .map(|(_, _, to)| to.as_slice())
+    }
+
     /// Items referring to `to` with reference type `kind` (e.g. `auxl`, `cdsc`).
     pub fn referring(&self, kind: &[u8; 4], to: u32) -> impl Iterator<Item = u32> + '_ {
         let kind = *kind;

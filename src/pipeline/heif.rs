@@ -37,13 +37,6 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
     let item = meta.item(primary)?;
     let (mut w, mut h) = meta.ispe(primary)?;
     let mut decoded = (w, h);
-    // The images a derived item (grid, overlay) is made of.
-    let derived_from = || {
-        meta.references
-            .iter()
-            .find(|(k, from, _)| k == b"dimg" && *from == primary)
-            .map(|(_, _, to)| to.as_slice())
-    };
     if &item.kind == b"grid" {
         // The grid descriptor: version, flags (bit 0: 32-bit sizes), rows-1, columns-1,
         // output width, output height. The output is what libheif allocates.
@@ -54,7 +47,7 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
         } else {
             (be16(g, 4)?, be16(g, 6)?)
         };
-        let tiles = derived_from()?;
+        let tiles = meta.derived_from(primary)?;
         if tiles.len() != (rows * cols) as usize || tiles.len() > MAX_GRID_TILES {
             return None;
         }
@@ -83,15 +76,10 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
         } else {
             (be16(o, 10)?, be16(o, 12)?)
         };
-        let layers = derived_from()?;
-        let mut largest = (ow, oh);
-        for &layer in layers {
-            let (lw, lh) = meta.ispe(layer)?;
-            if u64::from(lw) * u64::from(lh) > u64::from(largest.0) * u64::from(largest.1) {
-                largest = (lw, lh);
-            }
+        decoded = (ow, oh);
+        for &layer in meta.derived_from(primary)? {
+            decoded = larger(decoded, meta.ispe(layer)?);
         }
-        decoded = largest;
         (w, h) = (ow, oh);
     }
     if let Some(c) = meta.property(primary, b"clap") {
@@ -120,10 +108,7 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
         .collect();
     // libheif decodes the alpha image too, at its own size.
     for &aux in &alpha {
-        let (aw, ah) = meta.ispe(aux)?;
-        if u64::from(aw) * u64::from(ah) > u64::from(decoded.0) * u64::from(decoded.1) {
-            decoded = (aw, ah);
-        }
+        decoded = larger(decoded, meta.ispe(aux)?);
     }
     // The codecs allocate what the coded pictures declare, not what `ispe` says: each one
     // libheif will decode must fit its item's `ispe`.
@@ -139,18 +124,20 @@ pub(crate) fn header(input: &[u8], format: SourceFormat) -> Option<Header<'_>> {
     Some(header)
 }
 
+/// Of two sizes, the one with more pixels.
+fn larger(a: (u32, u32), b: (u32, u32)) -> (u32, u32) {
+    let pixels = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+    if pixels(b) > pixels(a) { b } else { a }
+}
+
 /// The coded images behind an image item: a grid's tiles, an overlay's layers, or itself.
 fn coded_items(meta: &Meta<'_>, image: u32) -> Option<Vec<u32>> {
     let derived = |kind: &[u8; 4]| kind == b"grid" || kind == b"iovl";
     if !derived(&meta.item(image)?.kind) {
         return Some(vec![image]);
     }
-    let (_, _, parts) = meta
-        .references
-        .iter()
-        .find(|(k, from, _)| k == b"dimg" && *from == image)?;
     // A derived image of derived images is not something libheif 1.15 decodes.
-    parts
+    meta.derived_from(image)?
         .iter()
         .map(|&p| (!derived(&meta.item(p)?.kind)).then_some(p))
         .collect()
