@@ -17,13 +17,10 @@ use imgorigin::params::Transform;
 use imgorigin::pipeline::bench::{self, Pixels};
 use imgorigin::pipeline::{AvifEncoder, AvifSettings, RenderOptions, render, render_with};
 
-/// The AVIF speed we would default to for on-the-fly encoding: measured on a 400×300 photo,
-/// speed 9 takes about half the time of 8 for ~2% larger files; 10 is ~3× faster again
-/// but ~15% larger.
 /// The server's default AVIF encoder and speed.
 const AVIF: AvifSettings = AvifSettings {
     encoder: AvifEncoder::Aom,
-    speed: 7,
+    speed: AvifEncoder::Aom.default_speed(),
 };
 const AVIF_RAV1E: AvifSettings = AvifSettings {
     encoder: AvifEncoder::Rav1e,

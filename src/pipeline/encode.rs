@@ -2,8 +2,8 @@
 //!
 //! JPEG uses libjpeg-turbo (baseline, 4:2:0, optimised Huffman tables), markedly faster than `image`'s encoder; PNG
 //! uses `image` with fast compression and adaptive filtering (the usual speed/size balance
-//! for on-the-fly output); WebP uses libwebp (lossy, method 4); AVIF uses libaom through
-//! libheif (as sharp does) or rav1e through ravif (`format.avif_encoder`).
+//! for on-the-fly output); WebP uses libwebp (lossy, method 4); AVIF uses libaom (as sharp
+//! does) through libavif, or rav1e through ravif (`format.avif_encoder`).
 
 use image::{DynamicImage, ImageEncoder};
 
@@ -40,7 +40,9 @@ pub(crate) fn encode(
         OutputFormat::Png => png(bytes, w, h, alpha),
         OutputFormat::Webp => webp(bytes, w, h, alpha, quality),
         OutputFormat::Avif => match avif.encoder {
-            AvifEncoder::Aom => avif_aom(bytes, w, h, alpha, quality, avif.speed),
+            AvifEncoder::Aom => {
+                super::avif::encode(bytes, w, h, alpha, aom_cq_level(quality), avif.speed)
+            }
             AvifEncoder::Rav1e => avif_rav1e(bytes, w, h, alpha, quality, avif.speed),
         },
         OutputFormat::Gif => super::animation::gif_still(bytes, w, h, alpha),
@@ -114,82 +116,27 @@ fn webp(bytes: &[u8], w: u32, h: u32, alpha: bool, q: u8) -> Result<Vec<u8>, Pip
     Ok(mem.to_vec())
 }
 
-/// `q` → libheif's quality for libaom (cq-level = (100 - quality) × 63 / 100), so that a `q`
-/// scores the SSIMULACRA2 sharp's libaom gives at that `q`: the 7 large corpus photos at
-/// 450 px, sharp 0.35.5 (libaom 3.15, speed 5) at q 20..90 against ours (Debian 12's
-/// libaom 3.6, speed 7, 4:4:4), then one step up everywhere because our resampler's output
-/// scored 1.3 points under sharp at q60 through the server (scripts/bench-quality). Ours
-/// scores higher at the same libheif quality, more so towards the top, so `q` maps lower;
-/// between the points the map is linear.
-fn aom_quality(q: u8) -> u8 {
+/// `q` → libaom's cq-level (0 best .. 63), so that a `q` scores the SSIMULACRA2 sharp's
+/// libaom gives at that `q`: the 7 large corpus photos at 450 px through the server, sharp
+/// 0.35.5 (libaom 3.15, 8-bit 4:4:4, speed 5) at q 20..90 against ours (Debian 12's libaom
+/// 3.6 through libavif, 10-bit 4:4:4, speed 6), each q's cq-level read off our measured
+/// score curve (`AVIF_QS="20 30 40 50 52 54 56 58 60 63 67 70 80 90" scripts/bench-quality`,
+/// 2026-12-08): q60 lands between cq-levels 31 (0.8 points under sharp's score) and 30 (1.0
+/// over) and takes 31. Between the points the map is linear; q100 is cq-level 0.
+fn aom_cq_level(q: u8) -> u8 {
     const POINTS: [(f32, f32); 10] = [
-        (1.0, 1.0),
-        (20.0, 22.0),
-        (30.0, 30.0),
-        (40.0, 39.0),
-        (50.0, 48.0),
-        (60.0, 54.0),
-        (70.0, 60.0),
-        (80.0, 65.0),
-        (90.0, 70.0),
-        (100.0, 100.0),
+        (1.0, 62.0),
+        (20.0, 49.0),
+        (30.0, 45.0),
+        (40.0, 40.0),
+        (50.0, 35.0),
+        (60.0, 30.6),
+        (70.0, 27.0),
+        (80.0, 24.5),
+        (90.0, 22.0),
+        (100.0, 0.0),
     ];
     map_quality(&POINTS, q).round() as u8
-}
-
-/// AVIF with libaom through libheif: 8-bit 4:4:4 (sharp's default chroma; at equal
-/// SSIMULACRA2 it took fewer bytes than 4:2:0 here), one thread (we run one encode per core).
-fn avif_aom(
-    bytes: &[u8],
-    w: u32,
-    h: u32,
-    alpha: bool,
-    q: u8,
-    speed: u8,
-) -> Result<Vec<u8>, PipelineError> {
-    use libheif_rs::{
-        Channel, ColorSpace, CompressionFormat, EncoderParameterValue, EncoderQuality, HeifContext,
-        Image, LibHeif, RgbChroma,
-    };
-    let fail = |_| err("AVIF");
-    let (chroma, channels) = if alpha {
-        (RgbChroma::Rgba, 4)
-    } else {
-        (RgbChroma::Rgb, 3)
-    };
-    let mut image = Image::new(w, h, ColorSpace::Rgb(chroma)).map_err(fail)?;
-    image
-        .create_plane(Channel::Interleaved, w, h, 8)
-        .map_err(fail)?;
-    {
-        let planes = image.planes_mut();
-        let plane = planes.interleaved.ok_or_else(|| err("AVIF"))?;
-        let row = w as usize * channels;
-        for (dst, src) in plane
-            .data
-            .chunks_mut(plane.stride)
-            .zip(bytes.chunks_exact(row))
-        {
-            dst[..row].copy_from_slice(src);
-        }
-    }
-    let lib = LibHeif::new();
-    let mut encoder = lib
-        .encoder_for_format(CompressionFormat::Av1)
-        .map_err(fail)?;
-    encoder
-        .set_quality(EncoderQuality::Lossy(aom_quality(q)))
-        .map_err(fail)?;
-    for (name, value) in [
-        ("speed", EncoderParameterValue::Int(i32::from(speed.min(9)))),
-        ("threads", EncoderParameterValue::Int(1)),
-        ("chroma", EncoderParameterValue::String("444".into())),
-    ] {
-        encoder.set_parameter_value(name, value).map_err(fail)?;
-    }
-    let mut ctx = HeifContext::new().map_err(fail)?;
-    ctx.encode_image(&image, &mut encoder, None).map_err(fail)?;
-    ctx.write_to_bytes().map_err(fail)
 }
 
 /// `q` → ravif's quality, so that a `q` looks as good as sharp's (libaom) AVIF at the same
@@ -210,7 +157,8 @@ fn avif_quality(q: u8) -> f32 {
     map_quality(&POINTS, q)
 }
 
-/// `q` (1..=100) through a piecewise-linear map given as increasing `(q, mapped)` points.
+/// `q` (1..=100) through a piecewise-linear map given as `(q, mapped)` points in increasing
+/// `q`.
 fn map_quality(points: &[(f32, f32)], q: u8) -> f32 {
     let q = f32::from(q.clamp(1, 100));
     points.windows(2).find(|w| q <= w[1].0).map_or(100.0, |w| {
@@ -255,13 +203,17 @@ fn avif_rav1e(
 
 #[cfg(test)]
 mod tests {
-    use super::{aom_quality, avif_quality};
+    use super::{aom_cq_level, avif_quality};
 
     #[test]
-    fn aom_quality_map_is_monotonic_and_stays_in_range() {
-        let mapped: Vec<u8> = (0..=100u8).map(aom_quality).collect();
-        assert!(mapped.windows(2).all(|w| w[0] <= w[1]), "{mapped:?}");
-        assert_eq!((aom_quality(1), aom_quality(100)), (1, 100));
+    fn aom_cq_level_falls_as_q_rises_and_stays_in_range() {
+        let mapped: Vec<u8> = (0..=100u8).map(aom_cq_level).collect();
+        assert!(mapped.windows(2).all(|w| w[0] >= w[1]), "{mapped:?}");
+        assert_eq!(
+            (aom_cq_level(0), aom_cq_level(1), aom_cq_level(100)),
+            (62, 62, 0)
+        );
+        assert_eq!((aom_cq_level(60), aom_cq_level(80)), (31, 25));
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //! symmetries.
 
 mod animation;
+mod avif;
 mod color;
 mod decode;
 mod describe;
@@ -166,7 +167,7 @@ pub fn check(input: &[u8], max_pixels: u64) -> Result<SourceInfo, PipelineError>
 /// The AV1 encoder behind AVIF output (`format.avif_encoder`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AvifEncoder {
-    /// libaom through libheif: fewer bytes at equal quality.
+    /// libaom through libavif (10-bit 4:4:4): fewer bytes at equal quality.
     Aom,
     /// rav1e through ravif: faster at its top speeds.
     Rav1e,
@@ -190,9 +191,9 @@ impl AvifEncoder {
     }
 
     /// The default speed (`format.avif_speed` unset), measured in scripts/bench-quality.
-    pub fn default_speed(self) -> u8 {
+    pub const fn default_speed(self) -> u8 {
         match self {
-            AvifEncoder::Aom => 7,
+            AvifEncoder::Aom => 6,
             AvifEncoder::Rav1e => 9,
         }
     }

@@ -340,3 +340,62 @@ fn animated_and_lossy_alpha_webp() {
     assert_eq!(img.get_pixel(2, 8).0[3], 0);
     assert_eq!(img.get_pixel(13, 8).0[3], 255);
 }
+
+/// `format.avif_encoder = "aom"`: libaom through libavif writes 10-bit 4:4:4 (AV1 High
+/// profile) with the sRGB signal, and libheif (dav1d, our decoder, not libavif) reads back
+/// the size, the quadrant colours and the alpha.
+#[test]
+fn aom_avif_is_10_bit_444_srgb_and_reads_back() {
+    let o = RenderOptions {
+        avif: AvifSettings {
+            encoder: AvifEncoder::Aom,
+            speed: 9,
+        },
+        ..opts()
+    };
+    let find = |hay: &[u8], needle: &[u8]| {
+        hay.windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap_or_else(|| panic!("no {:?} box", String::from_utf8_lossy(needle)))
+    };
+    let mut translucent = DynamicImage::ImageRgb8(quadrants(64, 48)).to_rgba8();
+    for p in translucent.pixels_mut() {
+        p.0[3] = 96;
+    }
+    let sources = [
+        DynamicImage::ImageRgb8(quadrants(64, 48)),
+        DynamicImage::ImageRgba8(translucent),
+    ];
+    for src in sources {
+        let alpha = src.color().has_alpha();
+        let mut t = Transform::for_format(OutputFormat::Avif, 80);
+        t.width = Some(48);
+        let out = render(&encode_png(&src), &t, &o).expect("render");
+        assert_eq!((out.width, out.height), (48, 36));
+        // av1C after its type: marker/version, then seq_profile (3 bits) and level, then
+        // tier, high_bitdepth, twelve_bit, monochrome, subsampling x and y.
+        let av1c = &out.bytes[find(&out.bytes, b"av1C") + 4..];
+        assert_eq!(av1c[1] >> 5, 1, "AV1 High profile (4:4:4)");
+        assert_eq!(av1c[2] & 0b0111_1100, 0b0100_0000, "10-bit, colour, 4:4:4");
+        // colr nclx: BT.709 primaries, sRGB transfer, BT.601 matrix, full range.
+        let colr = &out.bytes[find(&out.bytes, b"colrnclx") + 8..];
+        assert_eq!(&colr[..7], &[0, 1, 0, 13, 0, 6, 0x80]);
+
+        let mut back = Transform::for_format(OutputFormat::Png, 0);
+        back.width = None;
+        let decoded = render(&out.bytes, &back, &opts()).expect("read back");
+        let img = image::load_from_memory(&decoded.bytes).expect("png");
+        assert_eq!((img.width(), img.height()), (48, 36));
+        assert_eq!(
+            sample_quadrants(&img.to_rgb8()),
+            [0, 1, 2, 3],
+            "alpha {alpha}"
+        );
+        if alpha {
+            let a = img.to_rgba8().get_pixel(24, 18).0[3];
+            assert!((90..=102).contains(&a), "alpha {a}");
+        } else {
+            assert!(!img.color().has_alpha());
+        }
+    }
+}
