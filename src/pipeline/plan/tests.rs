@@ -4,6 +4,7 @@ use super::*;
 use crate::media::OutputFormat;
 use crate::params::{CropRect, Fit};
 
+use crate::pipeline::AvifSettings;
 use crate::pipeline::tests::opts;
 
 fn jpeg(stored: (u32, u32), exif: u8) -> Facts {
@@ -270,6 +271,31 @@ fn shrink_factor_table() {
     for (facts, t, shrink) in cases {
         assert_eq!(plan(facts, &t).shrink, shrink, "{facts:?} {t:?}");
     }
+}
+
+/// AVIF through libaom shrinks a JPEG by at most 1/2 (fewer bytes for the same score);
+/// rav1e and the other formats keep libvips' rule.
+#[test]
+fn avif_with_libaom_shrinks_at_most_by_half() {
+    let shrink = |encoder: AvifEncoder, format: OutputFormat, w: u32| {
+        let t = Transform {
+            format,
+            ..sized(Some(w), None, Fit::Inside)
+        };
+        let o = RenderOptions {
+            avif: AvifSettings { encoder, speed: 6 },
+            ..opts()
+        };
+        Plan::before_decode(jpeg((4000, 3000), 1), &t, &o)
+            .expect("plan")
+            .shrink
+    };
+    assert_eq!(shrink(AvifEncoder::Aom, OutputFormat::Avif, 200), 2);
+    assert_eq!(shrink(AvifEncoder::Rav1e, OutputFormat::Avif, 200), 8);
+    assert_eq!(shrink(AvifEncoder::Aom, OutputFormat::Webp, 200), 8);
+    // Finer shrinks are left alone.
+    assert_eq!(shrink(AvifEncoder::Aom, OutputFormat::Avif, 1000), 2);
+    assert_eq!(shrink(AvifEncoder::Aom, OutputFormat::Avif, 1001), 1);
 }
 
 #[test]
