@@ -1,8 +1,7 @@
 # Sourced by scripts/run and scripts/test: installs what the build and the tests need if missing.
-# Build: cmake builds the vendored libjpeg-turbo; nasm assembles its SIMD code and rav1e's;
-# pkg-config and libheif-dev link the system libheif (HEIC/HEIF/AVIF decode; Debian 12's
-# libheif 1.15 comes with libde265, dav1d, libaom and x265); libavif-dev the system libavif
-# (AVIF encode with libaom, 10-bit 4:4:4), whose header bindgen reads with libclang.
+# Build: cmake builds the vendored libjpeg-turbo, libavif and libaom (AVIF encode); nasm
+# assembles their SIMD code and rav1e's; pkg-config and libheif-dev link the system libheif
+# (HEIC/HEIF/AVIF decode; Debian 12's libheif 1.15 comes with libde265, dav1d, libaom, x265).
 # Tests only: the openssl CLI signs test vectors independently of our code; heif-enc,
 # avifenc, img2webp, exiftool make and read fixtures with tools that are not ours;
 # chromium runs the gallery's browser tests (scripts/browser-tests.sh; chromium-driver is
@@ -27,7 +26,7 @@ missing_packages() {
 
 ensure_build_tools() {
   # shellcheck disable=SC2046
-  apt_install_missing $(missing_packages cmake nasm pkg-config libheif-dev libavif-dev libclang-dev)
+  apt_install_missing $(missing_packages cmake nasm pkg-config libheif-dev)
 }
 
 ensure_test_tools() {

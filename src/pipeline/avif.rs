@@ -1,6 +1,7 @@
-//! AVIF encode with libaom through the system libavif: 10-bit 4:4:4 from our 8-bit sRGB
-//! pixels. libheif 1.15 (our decoder) aborts on 10-bit 4:4:4, and at equal SSIMULACRA2 the
-//! extra precision saves ~3 % of the bytes (README "Performance", `scripts/avif-sweep`).
+//! AVIF encode with libaom through libavif (the `libavif-sys` crate's static build of
+//! libavif 1.0.4 and libaom 3.11): 10-bit 4:4:4 from our 8-bit sRGB pixels. libheif 1.15
+//! (our decoder) aborts on 10-bit 4:4:4, and at equal SSIMULACRA2 the extra precision saves
+//! ~3 % of the bytes (README "What works", `scripts/avif-sweep`).
 //! Rate control is libaom's constant quality (`end-usage=q`, `cq-level`), as avifenc's
 //! recommended form and libheif's encoder use it.
 #![allow(unsafe_code)] // FFI into libavif; every call is wrapped here with its SAFETY note
@@ -9,17 +10,7 @@ use std::ffi::{CStr, CString};
 
 use super::PipelineError;
 
-#[allow(
-    non_upper_case_globals,
-    non_camel_case_types,
-    non_snake_case,
-    dead_code,
-    unreachable_pub,
-    clippy::all
-)]
-mod ffi {
-    include!(concat!(env!("OUT_DIR"), "/avif.rs"));
-}
+use libavif_sys as ffi;
 
 /// AV1 bit depth of the output: 10 bits take fewer bytes than 8 at the same score (the extra
 /// precision keeps the encoder from spending bits on rounding noise) for ~1.4× the time.
