@@ -117,9 +117,9 @@ pub(crate) fn encode(
     let cq = CString::new(cq_level.min(63).to_string()).map_err(|_| fail("cq-level"))?;
     for (key, value) in [(c"end-usage", c"q"), (c"cq-level", cq.as_c_str())] {
         // SAFETY: the encoder is valid and libavif copies both strings.
-        unsafe {
+        check(unsafe {
             ffi::avifEncoderSetCodecSpecificOption(encoder.ptr, key.as_ptr(), value.as_ptr())
-        };
+        })?;
     }
     let mut out = ffi::avifRWData {
         data: std::ptr::null_mut(),
