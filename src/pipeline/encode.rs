@@ -122,7 +122,8 @@ fn webp(bytes: &[u8], w: u32, h: u32, alpha: bool, q: u8) -> Result<Vec<u8>, Pip
 /// libavif then, 10-bit 4:4:4, speed 6; libaom 3.11 scores within 0.2 points of it at every
 /// q), each q's cq-level read off our measured score curve (2026-12-08, `AVIF_QS="20 30 40
 /// 50 52 54 56 58 60 63 67 70 80 90" scripts/bench-quality`): q60 lands between cq-levels
-/// 31 (0.8 points under sharp's score) and 30 (1.0 over) and takes 31. Between the points the map is linear; q100 is cq-level 0.
+/// 31 (0.8 points under sharp's score) and 30 (1.0 over) and takes 31. Between the points
+/// the map is linear; q100 is cq-level 0.
 fn aom_cq_level(q: u8) -> u8 {
     const POINTS: [(f32, f32); 10] = [
         (1.0, 62.0),
